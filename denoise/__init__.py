@@ -1,0 +1,1 @@
+"""Denoise stage: few samples per pixel, denoised with the renderer's albedo and normal AOVs."""
