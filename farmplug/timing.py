@@ -48,6 +48,7 @@ class TimingRecord(StrictModel):
     overhead_cpu_s: float = Field(default=0.0, ge=0)
     frames: list[FrameTiming] = Field(default_factory=list)
     settings: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+    command: list[str] = Field(default_factory=list, description="the farmplug arguments that ran this task")
 
     @property
     def cpu_s(self) -> float:

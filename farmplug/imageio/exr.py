@@ -266,6 +266,9 @@ def read_frame(path: str | Path, *, vocabulary: str | None = None) -> Frame:
         if declared is not None and int(declared) != len(parts):
             raise ImageError(f"corrupt file: header declares {declared} parts but {len(parts)} can be read", path=path)
         return Frame(tuple(parts), path=path, vocabulary=vocabulary)
+    except (UnicodeDecodeError, ValueError, RuntimeError, TypeError) as err:
+        # Fuzzed headers can hold bytes that are not text, or values the bindings cannot convert.
+        raise ImageError(f"corrupt header: {type(err).__name__}: {err}", path=path) from None
     finally:
         inp.close()
         _clear_oiio_errors(inp)

@@ -54,9 +54,14 @@ def cpu_self_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def temp_output_for_pid(final: Path, pid: int) -> Path:
+    """Hidden temp file of process ``pid`` in the final file's folder (the rename is atomic)."""
+    return final.with_name(f".{final.name}.{pid}.tmp.exr")
+
+
 def temp_output(final: Path) -> Path:
-    """Hidden temp file in the final file's folder, so the closing rename is atomic."""
-    return final.with_name(f".{final.name}.{os.getpid()}.tmp.exr")
+    """This process's temp file for ``final``."""
+    return temp_output_for_pid(final, os.getpid())
 
 
 def parse_args(argv: list[str]) -> tuple[Path, Path]:

@@ -1,0 +1,27 @@
+# The two commands of the README: `make demo` and `make test`. Each creates or refreshes .venv.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.farmplug-installed
+DEMO_OUT ?= demo-out
+PYTEST_ARGS ?=
+
+.PHONY: demo test venv clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch==2.13.0 is pinned so pip takes the local CPU wheel instead of GBs of CUDA packages.
+	$(PY) -m pip install --quiet -e ".[blender,torch,dev]"
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/farmplug demo --out $(DEMO_OUT)
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

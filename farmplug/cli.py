@@ -1,0 +1,319 @@
+"""The ``farmplug`` command line: demo, plan, submit, run, report.
+
+Errors print one line (``farmplug: error: FILE: problem``) and exit non-zero; ``-v`` shows the
+traceback and debug logging.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from farmplug import __version__
+from farmplug.errors import FarmplugError
+
+log = logging.getLogger("farmplug")
+
+FARMS = ("local",)
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks and debug logging")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="farmplug",
+        description="Render less, fill the gap with AI post-processing on the farm, and prove the savings.",
+    )
+    parser.add_argument("--version", action="version", version=f"farmplug {__version__}")
+    _add_common(parser)
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    demo = verbs.add_parser("demo", help="build a Blender shot, render it cheaply, denoise, measure, report")
+    _add_common(demo)
+    demo.add_argument("--out", type=Path, default=Path("demo-out"), help="run folder (default: ./demo-out)")
+    demo.add_argument("--frames", type=int, default=None, help="frames in the demo shot")
+    demo.add_argument("--width", type=int, default=None)
+    demo.add_argument("--height", type=int, default=None)
+    demo.add_argument("--samples", type=int, default=None, help="full-quality samples per pixel")
+    demo.add_argument("--samples-factor", type=float, default=None, help="plan samples = full samples x this")
+    demo.add_argument("--threads", type=int, default=None, help="render threads (default: all cores)")
+
+    plan = verbs.add_parser("plan", help="write a plan for a shot (reduced samples + denoise, check frames)")
+    _add_common(plan)
+    plan.add_argument("shot", type=Path, help="shot YAML")
+    plan.add_argument("--out", type=Path, default=None, help="plan YAML to write (default: plan.yaml beside the shot)")
+    plan.add_argument("--samples-factor", type=float, default=1 / 32)
+    plan.add_argument("--check-frames", default=None, help="frames rendered at full quality as evidence, e.g. 1,12,24")
+    plan.add_argument("--chunk-size", type=int, default=8)
+    plan.add_argument("--flip-target", type=float, default=0.1, help="mean HDR-FLIP allowed on check frames")
+    plan.add_argument("--json", action="store_true", help="print the plan and its task list as JSON")
+
+    submit = verbs.add_parser("submit", help="compile a plan into a job graph and submit it to a farm")
+    _add_common(submit)
+    submit.add_argument("plan", type=Path, help="plan YAML")
+    submit.add_argument("--farm", default="local", help=f"farm backend: {', '.join(FARMS)}")
+    submit.add_argument("--run-dir", type=Path, default=None, help="run folder (default: run-<shot> beside the plan)")
+    submit.add_argument("--force", action="store_true", help="re-run tasks whose outputs already exist")
+    submit.add_argument("--no-report", action="store_true", help="do not build the report after a local run")
+
+    run = verbs.add_parser("run", help="run one task: render or a stage over a frame range")
+    _add_common(run)
+    what = run.add_subparsers(dest="what", required=True, metavar="TASK")
+    render = what.add_parser("render", help="render frames of a scene with the plan's overrides")
+    _add_common(render)
+    render.add_argument("--scene", type=Path, required=True)
+    render.add_argument("--output", required=True, help="output pattern with #### or %%04d")
+    render.add_argument("--frames", required=True, help="A-B, A-BxSTEP or a comma list")
+    render.add_argument("--samples", type=int, default=None)
+    render.add_argument("--resolution-percentage", type=int, default=100)
+    render.add_argument("--passes", default="", help="comma list of albedo,normal,depth,motion")
+    render.add_argument("--threads", type=int, default=None)
+    render.add_argument("--layout", choices=("multipart", "singlepart"), default="multipart")
+    _add_task_args(render)
+
+    denoise = what.add_parser("denoise", help="denoise frames with OIDN (albedo/normal AOVs when present)")
+    _add_common(denoise)
+    denoise.add_argument("--input", required=True, help="input pattern with #### or %%04d, or one file")
+    denoise.add_argument("--output", required=True, help="output pattern, or one file")
+    denoise.add_argument("--frames", default=None, help="A-B (required when the patterns have a frame token)")
+    denoise.add_argument("--plan", type=Path, default=None, help="take the denoise settings from this plan")
+    denoise.add_argument("--quality", choices=("default", "fast", "balanced", "high"), default=None)
+    denoise.add_argument("--clean-aux", action="store_true", default=None, help="albedo/normal are noise-free")
+    denoise.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None)
+    denoise.add_argument("--require-aux", action="store_true", help="fail instead of warning when albedo/normal are missing")
+    _add_task_args(denoise)
+
+    report = verbs.add_parser("report", help="build the savings report of a finished run folder")
+    _add_common(report)
+    report.add_argument("run_dir", type=Path)
+    report.add_argument("--out", type=Path, default=None, help="where to write report.html/json (default: the run folder)")
+    return parser
+
+
+def _add_task_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", default=None, help="task id (for the timing record)")
+    p.add_argument("--role", choices=("plan", "reference"), default="plan")
+    p.add_argument("--timing", type=Path, default=None, help="write the task's timing record here")
+
+
+def _write_timing(args: argparse.Namespace, record) -> None:
+    from farmplug.timing import write_timing
+
+    if args.timing:
+        record.command = list(getattr(args, "argv", []))
+        write_timing(record, args.timing)
+
+
+# --- verbs -----------------------------------------------------------------------------------
+
+
+def _frames_for(args: argparse.Namespace, *patterns: str) -> list[int]:
+    from farmplug.frames import parse_frames
+    from farmplug.render.base import has_frame_token
+
+    if args.frames:
+        return parse_frames(args.frames)
+    if any(has_frame_token(p) for p in patterns):
+        raise FarmplugError("--frames is required when --input/--output contain a frame token (#### or %04d)")
+    return [0]
+
+
+def cmd_run_render(args: argparse.Namespace) -> int:
+    from farmplug.frames import parse_frames
+    from farmplug.progress import progress_bar
+    from farmplug.render import BlenderRenderer, RenderRequest
+    frames = parse_frames(args.frames)
+    passes = frozenset(p.strip() for p in args.passes.split(",") if p.strip())
+    request = RenderRequest(
+        scene=args.scene,
+        frames=tuple(frames),
+        output_pattern=args.output,
+        samples=args.samples,
+        resolution_percentage=args.resolution_percentage,
+        passes=passes,
+        threads=args.threads,
+        exr_layout=args.layout,
+        task=args.task or "render",
+        role=args.role,
+    )
+    with progress_bar(len(frames), f"render {args.task or args.scene.name}") as bar:
+        record = BlenderRenderer().render(request, progress=lambda _f: bar.update(1))
+    _write_timing(args, record)
+    return 0
+
+
+def _denoise_config(args: argparse.Namespace):
+    from farmplug.models import DenoiseConfig, load_plan
+
+    config = DenoiseConfig()
+    if args.plan is not None:
+        plan, _shot, _ = load_plan(args.plan)
+        found = [s for s in plan.stages if s.kind == "denoise"]
+        if not found:
+            raise FarmplugError("the plan has no denoise stage", path=args.plan)
+        config = found[0]
+    updates = {
+        "quality": args.quality,
+        "clean_aux": args.clean_aux,
+        "device": args.device,
+        "missing_aux": "error" if args.require_aux else None,
+    }
+    return config.model_copy(update={k: v for k, v in updates.items() if v is not None})
+
+
+def cmd_run_denoise(args: argparse.Namespace) -> int:
+    from farmplug.progress import progress_bar
+    from farmplug.runner import frame_jobs, run_stage
+
+    config = _denoise_config(args)
+    frames = _frames_for(args, args.input, args.output)
+    jobs = frame_jobs(args.input, args.output, frames)
+    with progress_bar(len(jobs), f"denoise {args.task or ''}".strip()) as bar:
+        record = run_stage(
+            config, jobs, task=args.task or "denoise", role=args.role,
+            plan=str(args.plan or ""), progress=lambda _f: bar.update(1),
+        )
+    _write_timing(args, record)
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from farmplug.frames import parse_frames
+    from farmplug.graph import compile_plan
+    from farmplug.models import Plan, QualityTarget, default_check_frames, load_shot
+    from farmplug.schema import save_model
+
+    shot = load_shot(args.shot)
+    out = args.out or args.shot.with_name("plan.yaml")
+    checks = parse_frames(args.check_frames) if args.check_frames else default_check_frames(shot)
+    try:
+        shot_ref = str(args.shot.absolute().relative_to(out.absolute().parent))
+    except ValueError:
+        shot_ref = str(args.shot.absolute())
+    plan = Plan(
+        shot=shot_ref,
+        samples_factor=args.samples_factor,
+        check_frames=checks,
+        chunk_size=args.chunk_size,
+        quality_target=QualityTarget(flip_mean_max=args.flip_target),
+    )
+    save_model(plan, out)
+    graph = compile_plan(plan, shot, plan_file=out, shot_file=args.shot, run_dir=out.parent / f"run-{shot.name}")
+    if args.json:
+        print(json.dumps({"plan": plan.model_dump(mode="json"), "tasks": [t.id for t in graph.tasks]}, indent=2))
+    else:
+        renders = sum(1 for t in graph.tasks if t.kind == "render" and t.role == "plan")
+        print(f"wrote {out}")
+        print(
+            f"  {shot.name}: frames {shot.frames.start}-{shot.frames.end}, {plan.samples_for(shot)} spp "
+            f"instead of {shot.samples} (x{plan.samples_factor:g}), stages: "
+            f"{', '.join(f'{s.kind}:{s.backend}' for s in plan.stages)}"
+        )
+        print(f"  {len(graph.tasks)} tasks ({renders} render chunks of {plan.chunk_size}), check frames {checks}")
+        print(f"  next: farmplug submit {out} --farm local")
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from farmplug.graph import compile_plan, save_graph
+    from farmplug.models import load_plan
+
+    if args.farm not in FARMS:
+        raise FarmplugError(f"unknown farm {args.farm!r}; available: {', '.join(FARMS)}")
+    plan, shot, shot_file = load_plan(args.plan)
+    run_dir = args.run_dir or args.plan.parent / f"run-{shot.name}"
+    graph = compile_plan(plan, shot, plan_file=args.plan, shot_file=shot_file, run_dir=run_dir)
+    if not shot.scene_path(shot_file).is_file():
+        raise FarmplugError("scene file not found", path=shot.scene_path(shot_file))
+    save_graph(graph, run_dir)
+    from farmplug.integrations.local import LocalFarm
+
+    summary = LocalFarm().submit(graph, force=args.force)
+    print(f"ran {len(summary.ran)} tasks, skipped {len(summary.skipped)} already done, in {summary.wall_s:.1f} s")
+    if not args.no_report:
+        from farmplug.report.build import build_report
+
+        report, html = build_report(run_dir, run_dir)
+        _print_headline(report, html)
+    return 0
+
+
+def _print_headline(report, html: Path) -> None:
+    s, q = report.savings, report.quality
+    verdict = "" if q.meets_target is None else ("  (meets target)" if q.meets_target else "  (MISSES target)")
+    print(
+        f"savings: {s.ratio:.1f}x fewer CPU core-seconds "
+        f"({s.core_seconds_full:,.0f} full vs {s.core_seconds_plan:,.0f} plan, {s.frames} frames)"
+    )
+    print(f"quality: mean FLIP {q.flip_mean:.4f}, PSNR {q.psnr_mean:.1f} dB, SSIM {q.ssim_mean:.3f}{verdict}")
+    print(f"report: {html}")
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from farmplug.report.build import build_report
+
+    report, html = build_report(args.run_dir, args.out or args.run_dir)
+    _print_headline(report, html)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from farmplug.demo import DemoSettings, run_demo
+
+    overrides = {
+        k: v
+        for k, v in {
+            "frames": args.frames, "width": args.width, "height": args.height, "samples": args.samples,
+            "samples_factor": args.samples_factor, "threads": args.threads,
+        }.items()
+        if v is not None
+    }
+    report, html = run_demo(args.out, DemoSettings(**overrides))
+    _print_headline(report, html)
+    return 0
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    if args.verb == "run":
+        return {"render": cmd_run_render, "denoise": cmd_run_denoise}[args.what](args)
+    return {"demo": cmd_demo, "plan": cmd_plan, "submit": cmd_submit, "report": cmd_report}[args.verb](args)
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    args.argv = argv
+    return args
+
+
+def run_argv(argv: Sequence[str]) -> int:
+    """Run a farmplug command line in this process, letting errors propagate (used by the local farm)."""
+    return dispatch(_parse(argv))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s" if args.verbose else "%(message)s",
+    )
+    try:
+        return dispatch(args)
+    except FarmplugError as err:
+        if args.verbose:
+            raise
+        print(f"farmplug: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("farmplug: interrupted; finished outputs are kept, run the same command again to continue", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,286 @@
+"""Image quality of a cheap render (few samples + denoise) against a full-sample reference.
+
+All inputs are HxWx3 linear HDR float images (scene-referred, as Cycles writes them).
+
+Metrics:
+    * HDR-FLIP (NVIDIA's perceptual error, via ``flip_evaluator``): mean and 95th percentile of
+      the per-pixel error map; 0 is identical, 1 the largest error.
+    * PSNR and SSIM on :func:`tonemap`-ped values, so that bright highlights do not dominate
+      and the numbers read like the familiar display-referred ones.
+
+Policy for bad values:
+    * A non-finite value in the *reference* is an error (a broken reference cannot be scored).
+    * A non-finite value in the *test* image (a NaN/Inf firefly) counts as the maximal error at
+      that pixel: FLIP error 1 there, and for PSNR/SSIM the tone-mapped test pixel is set to the
+      display value farthest from the reference (0 or 1 per channel). The metrics stay defined
+      and clearly worse, so one bad pixel is visible in the report without crashing a batch.
+    * Negative values (possible in denoised or filtered HDR images) are clamped to 0, since
+      HDR-FLIP and the tone mapping are defined for non-negative radiance.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import math
+from dataclasses import asdict, dataclass
+from typing import Literal, overload
+
+import numpy as np
+
+from farmplug.errors import FarmplugError
+
+__all__ = [
+    "PSNR_CAP_DB",
+    "QualityResult",
+    "flip_hdr",
+    "measure",
+    "psnr_tonemapped",
+    "ssim_tonemapped",
+    "tonemap",
+]
+
+logger = logging.getLogger(__name__)
+
+PSNR_CAP_DB = 100.0
+"""PSNR reported for identical images (and the ceiling for nearly identical ones)."""
+
+_SSIM_MAX_WINDOW = 7  # scikit-image's default uniform window
+
+
+@dataclass(frozen=True)
+class QualityResult:
+    """Quality of one test frame against its reference.
+
+    Attributes:
+        flip_mean: Mean HDR-FLIP error (0 = identical; lower is better).
+        flip_p95: 95th percentile of the per-pixel HDR-FLIP error.
+        psnr: PSNR in dB of the tone-mapped images, capped at :data:`PSNR_CAP_DB`.
+        ssim: Mean SSIM of the tone-mapped RGB images (1 = identical).
+    """
+
+    flip_mean: float
+    flip_p95: float
+    psnr: float
+    ssim: float
+
+    def as_dict(self) -> dict[str, float]:
+        """Return the metrics as a plain ``{name: value}`` dict (JSON-ready)."""
+        return {key: float(value) for key, value in asdict(self).items()}
+
+
+def tonemap(rgb: np.ndarray) -> np.ndarray:
+    """Map linear HDR RGB to display values in [0, 1].
+
+    Per channel: negatives and NaN clamp to 0, then Reinhard ``x / (1 + x)`` at exposure 1
+    (scene value 1.0 maps to 0.5, +Inf to 1), then the sRGB OETF (IEC 61966-2-1: ``12.92 v``
+    below 0.0031308, else ``1.055 v^(1/2.4) - 0.055``). The exposure is fixed rather than
+    normalised per image, so the reference and the test go through the same curve and an
+    overall brightness error is measured, not hidden. Used for PSNR, SSIM and thumbnails.
+
+    Args:
+        rgb: Array of linear values, any shape (usually HxWx3).
+
+    Returns:
+        float32 array of the same shape with values in [0, 1].
+    """
+    linear = np.nan_to_num(np.asarray(rgb, dtype=np.float32), nan=0.0, posinf=np.inf, neginf=0.0)
+    linear = np.maximum(linear, 0.0)
+    with np.errstate(invalid="ignore"):
+        compressed = np.where(np.isinf(linear), np.float32(1.0), linear / (1.0 + linear))
+    encoded = np.where(
+        compressed <= 0.0031308,
+        12.92 * compressed,
+        1.055 * np.power(compressed, 1.0 / 2.4) - 0.055,
+    )
+    return np.clip(encoded, 0.0, 1.0).astype(np.float32)
+
+
+def _check_pair(reference: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Validate a reference/test pair.
+
+    Returns:
+        ``(reference, test, bad)``: float32 C-contiguous copies and the HxW mask of test
+        pixels holding a non-finite value in any channel.
+
+    Raises:
+        FarmplugError: If the arrays are not HxWx3 of the same size or the reference holds
+            non-finite values.
+    """
+    ref = np.asarray(reference)
+    tst = np.asarray(test)
+    for name, image in (("reference", ref), ("test", tst)):
+        if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] == 0 or image.shape[1] == 0:
+            raise FarmplugError(f"quality: {name} image must have shape HxWx3, not {image.shape}")
+        if not (np.issubdtype(image.dtype, np.floating) or np.issubdtype(image.dtype, np.integer)):
+            raise FarmplugError(f"quality: {name} image must be numeric, not {image.dtype}")
+    if ref.shape != tst.shape:
+        raise FarmplugError(
+            f"quality: test image is {tst.shape[1]}x{tst.shape[0]}x{tst.shape[2]} but the "
+            f"reference is {ref.shape[1]}x{ref.shape[0]}x{ref.shape[2]}"
+        )
+    ref = np.ascontiguousarray(ref, dtype=np.float32)
+    tst = np.ascontiguousarray(tst, dtype=np.float32)
+    bad_ref = int(np.count_nonzero(~np.isfinite(ref)))
+    if bad_ref:
+        raise FarmplugError(f"quality: reference image has {bad_ref} non-finite values")
+    bad = ~np.isfinite(tst).all(axis=-1)
+    if bad.any():
+        logger.warning(
+            "quality: test image has %d pixels with non-finite values; scored as maximal error",
+            int(bad.sum()),
+        )
+    return ref, tst, bad
+
+
+def _flip(ref: np.ndarray, tst: np.ndarray, bad: np.ndarray) -> np.ndarray:
+    import flip_evaluator
+
+    ref = np.maximum(ref, 0.0)
+    tst = np.where(bad[..., None], np.float32(0.0), np.maximum(tst, 0.0))
+    # FLIP's Python wrapper prints (and exits) only on bad arguments, which are fixed here;
+    # the redirect keeps any chatter out of worker logs that scripts parse.
+    with contextlib.redirect_stdout(io.StringIO()):
+        error_map, _mean, _params = flip_evaluator.evaluate(
+            np.ascontiguousarray(ref), np.ascontiguousarray(tst), "HDR", applyMagma=False
+        )
+    error = np.asarray(error_map, dtype=np.float32).reshape(ref.shape[:2])
+    error[bad] = 1.0
+    return error
+
+
+def flip_hdr(reference: np.ndarray, test: np.ndarray) -> tuple[float, float, np.ndarray]:
+    """HDR-FLIP error of ``test`` against ``reference``.
+
+    Uses ``flip_evaluator.evaluate(..., "HDR")`` with its defaults (67 pixels per degree, ACES
+    tone mapper, exposure range computed from the reference).
+
+    Args:
+        reference: HxWx3 linear HDR reference.
+        test: HxWx3 linear HDR image to score.
+
+    Returns:
+        ``(mean, p95, error_map)``: the mean and 95th percentile of the per-pixel error and
+        the HxW float32 error map itself (values in [0, 1]).
+
+    Raises:
+        FarmplugError: If the shapes differ or are not HxWx3, or the reference is not finite.
+    """
+    ref, tst, bad = _check_pair(reference, test)
+    error = _flip(ref, tst, bad)
+    return float(error.mean()), float(np.percentile(error, 95)), error
+
+
+def _tonemapped_pair(ref: np.ndarray, tst: np.ndarray, bad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ref_tm = tonemap(ref)
+    tst_tm = tonemap(tst)
+    if bad.any():
+        farthest = np.where(ref_tm < 0.5, np.float32(1.0), np.float32(0.0))
+        tst_tm[bad] = farthest[bad]
+    return ref_tm, tst_tm
+
+
+def _psnr(ref_tm: np.ndarray, tst_tm: np.ndarray) -> float:
+    mse = float(np.mean((ref_tm.astype(np.float64) - tst_tm.astype(np.float64)) ** 2))
+    if mse <= 0.0:
+        return PSNR_CAP_DB
+    return min(PSNR_CAP_DB, 10.0 * math.log10(1.0 / mse))
+
+
+def _ssim(ref_tm: np.ndarray, tst_tm: np.ndarray) -> float:
+    from skimage.metrics import structural_similarity
+
+    smallest = min(ref_tm.shape[0], ref_tm.shape[1])
+    win_size = min(_SSIM_MAX_WINDOW, smallest if smallest % 2 else smallest - 1)
+    if win_size < 3:
+        raise FarmplugError(
+            f"quality: SSIM needs images of at least 3x3 pixels, not "
+            f"{ref_tm.shape[1]}x{ref_tm.shape[0]}"
+        )
+    return float(
+        structural_similarity(
+            ref_tm, tst_tm, channel_axis=-1, data_range=1.0, win_size=win_size
+        )
+    )
+
+
+def psnr_tonemapped(reference: np.ndarray, test: np.ndarray) -> float:
+    """PSNR in dB of the :func:`tonemap`-ped images (peak 1.0, MSE over all channels).
+
+    Args:
+        reference: HxWx3 linear HDR reference.
+        test: HxWx3 linear HDR image to score.
+
+    Returns:
+        PSNR in dB, at most :data:`PSNR_CAP_DB` (identical images give exactly the cap).
+
+    Raises:
+        FarmplugError: If the shapes differ or are not HxWx3, or the reference is not finite.
+    """
+    ref, tst, bad = _check_pair(reference, test)
+    return _psnr(*_tonemapped_pair(ref, tst, bad))
+
+
+def ssim_tonemapped(reference: np.ndarray, test: np.ndarray) -> float:
+    """Mean SSIM of the :func:`tonemap`-ped RGB images.
+
+    scikit-image ``structural_similarity`` with ``channel_axis=-1``, ``data_range=1.0`` and a
+    uniform 7x7 window, shrunk to the largest odd size that fits images smaller than 7 px.
+
+    Args:
+        reference: HxWx3 linear HDR reference.
+        test: HxWx3 linear HDR image to score.
+
+    Returns:
+        SSIM in [-1, 1]; 1 for identical images.
+
+    Raises:
+        FarmplugError: If the shapes differ or are not HxWx3, the reference is not finite,
+            or the images are smaller than 3x3 pixels.
+    """
+    ref, tst, bad = _check_pair(reference, test)
+    return _ssim(*_tonemapped_pair(ref, tst, bad))
+
+
+@overload
+def measure(
+    reference: np.ndarray, test: np.ndarray, *, error_map: Literal[False] = False
+) -> QualityResult: ...
+
+
+@overload
+def measure(
+    reference: np.ndarray, test: np.ndarray, *, error_map: Literal[True]
+) -> tuple[QualityResult, np.ndarray]: ...
+
+
+def measure(
+    reference: np.ndarray, test: np.ndarray, *, error_map: bool = False
+) -> QualityResult | tuple[QualityResult, np.ndarray]:
+    """Compute every metric of ``test`` against ``reference`` in one pass.
+
+    Args:
+        reference: HxWx3 linear HDR reference (full-sample render).
+        test: HxWx3 linear HDR image to score (cheap render, denoised).
+        error_map: Also return the HxW HDR-FLIP error map (for heat-map thumbnails).
+
+    Returns:
+        The :class:`QualityResult`, or ``(result, flip_error_map)`` when ``error_map`` is True.
+
+    Raises:
+        FarmplugError: If the shapes differ or are not HxWx3, the reference is not finite,
+            or the images are smaller than 3x3 pixels.
+    """
+    ref, tst, bad = _check_pair(reference, test)
+    flip_map = _flip(ref, tst, bad)
+    ref_tm, tst_tm = _tonemapped_pair(ref, tst, bad)
+    result = QualityResult(
+        flip_mean=float(flip_map.mean()),
+        flip_p95=float(np.percentile(flip_map, 95)),
+        psnr=_psnr(ref_tm, tst_tm),
+        ssim=_ssim(ref_tm, tst_tm),
+    )
+    if error_map:
+        return result, flip_map
+    return result

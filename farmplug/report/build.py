@@ -1,0 +1,207 @@
+"""Build the savings report of a run folder from what its tasks left behind.
+
+Inputs are only the run's ``graph.json``, the timing record of every task and the frames, so the
+same code reports a local run and a finished farm job. Cost is CPU core-seconds (process CPU
+time, all threads): the plan's cost is measured on every task it ran; the full render's cost is
+measured on the check frames rendered at full quality and extrapolated to the whole shot,
+counting its per-task overhead (process start, scene load) once per chunk as a farm would pay it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import platform
+from collections import defaultdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+from farmplug import __version__
+from farmplug.errors import ConfigError, FarmplugError
+from farmplug.graph import JobGraph, load_graph, run_layout
+from farmplug.imageio import read_frame
+from farmplug.models import Plan, Shot, load_plan
+from farmplug.render.base import frame_path
+from farmplug.timing import TimingRecord, read_timing
+
+log = logging.getLogger(__name__)
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def load_records(graph: JobGraph) -> dict[str, TimingRecord]:
+    """Every task's timing record.
+
+    Raises:
+        FarmplugError: a record is missing or corrupt (names the task and file).
+    """
+    records = {}
+    for task in graph.tasks:
+        if not Path(task.timing).is_file():
+            raise FarmplugError(f"no timing record for task {task.id}; has the run finished?", path=task.timing)
+        try:
+            records[task.id] = read_timing(task.timing)
+        except ConfigError as err:
+            raise FarmplugError(f"corrupt timing record for task {task.id}: {err}") from None
+    return records
+
+
+def compute_savings(graph: JobGraph, records: dict[str, TimingRecord], shot: Shot, plan: Plan):
+    """Full-render cost (extrapolated from the reference tasks) against the plan's measured cost.
+
+    Raises:
+        FarmplugError: no reference frames were rendered, or a cost is zero (never report a fake ratio).
+    """
+    from farmplug.report.model import Savings
+
+    refs = [records[t.id] for t in graph.tasks if t.role == "reference"]
+    plan_records = [records[t.id] for t in graph.tasks if t.role == "plan"]
+    ref_frames = [f for r in refs for f in r.frames]
+    if not ref_frames:
+        raise FarmplugError("the run has no full-quality reference frames to measure the full render on; add check_frames to the plan")
+    n = len(shot.frames.frames)
+    per_frame = sum(f.cpu_s for f in ref_frames) / len(ref_frames)
+    per_task_overhead = sum(r.overhead_cpu_s for r in refs) / len(refs)
+    chunks = math.ceil(n / plan.chunk_size)
+    full = per_frame * n + per_task_overhead * chunks
+    plan_cost = sum(r.cpu_s for r in plan_records)
+    checks = sum(r.cpu_s for r in refs)
+    if full <= 0 or plan_cost <= 0:
+        raise FarmplugError(f"cannot compute savings: measured cost is zero (full {full:.3f}, plan {plan_cost:.3f} core-s)")
+    return Savings(
+        frames=n,
+        core_seconds_full=full,
+        core_seconds_plan=plan_cost,
+        ratio=full / plan_cost,
+        core_seconds_checks=checks,
+        ratio_including_checks=full / (plan_cost + checks),
+        full_core_seconds_per_frame=full / n,
+        plan_core_seconds_per_frame=plan_cost / n,
+        measured_frames_full=sorted(f.frame for f in ref_frames),
+        method=(
+            f"Full render: {len(ref_frames)} check frames rendered at {shot.samples} spp, mean "
+            f"{per_frame:.2f} core-s/frame plus {per_task_overhead:.2f} core-s start-up per {plan.chunk_size}-frame "
+            f"task, extrapolated to {n} frames. Plan: every task measured ({len(plan_records)} tasks, all {n} frames)."
+        ),
+    )
+
+
+def stage_costs(graph: JobGraph, records: dict[str, TimingRecord]):
+    from farmplug.report.model import StageCost
+
+    groups: dict[tuple[str, str, str], list[TimingRecord]] = defaultdict(list)
+    for task in graph.tasks:
+        r = records[task.id]
+        groups[(task.stage, task.role, r.backend)].append(r)
+    return [
+        StageCost(
+            stage=stage, role=role, backend=backend, tasks=len(rs), frames=sum(len(r.frames) for r in rs),
+            core_seconds=sum(r.cpu_s for r in rs), wall_seconds=sum(r.wall_s for r in rs),
+            overhead_core_seconds=sum(r.overhead_cpu_s for r in rs),
+        )
+        for (stage, role, backend), rs in groups.items()
+    ]
+
+
+def measure_check_frames(graph: JobGraph, shot: Shot, plan: Plan, out_dir: Path):
+    """Quality of the delivered frames (and of the reduced render before post) against the references."""
+    from farmplug.quality import measure
+    from farmplug.report.images import error_map_png, tonemap_png
+    from farmplug.report.model import FrameQuality, QualityFigures, QualitySummary
+
+    layout = run_layout(Path(graph.run_dir), shot)
+    (out_dir / "thumbs").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for frame in sorted(plan.check_frames):
+        ref = read_frame(frame_path(layout["reference"], frame)).feature("color")
+        result = read_frame(frame_path(layout["final"], frame)).feature("color")
+        before = read_frame(frame_path(layout["render"], frame)).feature("color")
+        if ref.shape != result.shape:
+            raise FarmplugError(f"frame {frame}: result {result.shape[:2]} and reference {ref.shape[:2]} differ in size")
+        res_q, err_map = measure(ref, result, error_map=True)
+        before_q = measure(ref, before) if before.shape == ref.shape else None
+        names = {k: f"thumbs/{shot.name}.{frame:04d}.{k}.png" for k in ("reference", "before_post", "result", "flip")}
+        tonemap_png(ref, out_dir / names["reference"])
+        tonemap_png(before, out_dir / names["before_post"])
+        tonemap_png(result, out_dir / names["result"])
+        error_map_png(err_map, out_dir / names["flip"])
+        rows.append(
+            FrameQuality(
+                frame=frame,
+                result=QualityFigures(**res_q.as_dict()),
+                before_post=QualityFigures(**before_q.as_dict()) if before_q else None,
+                thumbnails=names,
+            )
+        )
+    if not rows:
+        raise FarmplugError("the plan has no check frames, so quality cannot be measured")
+
+    def mean(key: str) -> float:
+        return sum(getattr(r.result, key) for r in rows) / len(rows)
+
+    flip_mean = mean("flip_mean")
+    target = plan.quality_target.flip_mean_max
+    return QualitySummary(
+        flip_mean=flip_mean, flip_p95=mean("flip_p95"), psnr_mean=mean("psnr"), ssim_mean=mean("ssim"),
+        flip_target=target, meets_target=flip_mean <= target, frames=rows,
+    )
+
+
+def build_report(run_dir: str | Path, out_dir: str | Path | None = None):
+    """Build report.json and report.html for a finished run; returns (Report, html path).
+
+    Raises:
+        FarmplugError: the run folder has no graph, a timing record or frame is missing or corrupt.
+    """
+    from farmplug.report.html import write_report
+    from farmplug.report.model import MachineInfo, PlanInfo, Report, ShotInfo
+
+    run_dir = Path(run_dir)
+    out_dir = Path(out_dir or run_dir)
+    graph = load_graph(run_dir)
+    plan, shot, _ = load_plan(graph.plan_file)
+    records = load_records(graph)
+    savings = compute_savings(graph, records, shot, plan)
+    quality = measure_check_frames(graph, shot, plan, out_dir)
+    hosts = sorted({r.host for r in records.values()})
+    notes = []
+    if len(hosts) > 1:
+        notes.append(f"Tasks ran on {len(hosts)} hosts ({', '.join(hosts)}); core-seconds from different CPUs are summed as they are.")
+    warnings = [r for r in records.values() if r.settings.get("device") not in (None, "cpu")]
+    if warnings:
+        notes.append("Some stages ran on a GPU; their GPU-seconds are not part of the CPU core-second totals.")
+    report = Report(
+        generated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        farmplug_version=__version__,
+        shot=ShotInfo(
+            name=shot.name, scene=shot.scene, frame_start=shot.frames.start, frame_end=shot.frames.end,
+            width=shot.resolution.width, height=shot.resolution.height, full_samples=shot.samples,
+        ),
+        plan=PlanInfo(
+            samples=plan.samples_for(shot), samples_factor=plan.samples_factor, resolution_scale=plan.resolution_scale,
+            frame_step=plan.frame_step, stages=[f"{s.kind}:{s.backend}" for s in plan.stages],
+            check_frames=sorted(plan.check_frames),
+        ),
+        savings=savings,
+        quality=quality,
+        costs=stage_costs(graph, records),
+        machine=MachineInfo(
+            host=hosts[0] if len(hosts) == 1 else ", ".join(hosts), cores=max(r.cores for r in records.values()),
+            cpu=_cpu_model(), platform=f"{platform.system()} {platform.release()} / Python {platform.python_version()}",
+        ),
+        notes=notes,
+    )
+    _json, html = write_report(report, out_dir, out_dir)
+    log.info("report written to %s", html)
+    return report, html
+
+
+__all__ = ["build_report", "compute_savings", "load_records", "measure_check_frames", "stage_costs"]

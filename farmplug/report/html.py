@@ -1,0 +1,327 @@
+"""Render the savings report as one self-contained HTML page, and write it with its JSON.
+
+The page works offline and can be mailed as a single file: no network references, CSS inline,
+thumbnails embedded as ``data:image/png;base64`` URIs. All text from the report goes through
+jinja2 autoescaping, so a shot called ``<script>`` is shown, not run.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from farmplug.report.model import FrameQuality, QualityFigures, Report, StageCost
+from farmplug.schema import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATE_NAME = "report.html"
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+THUMBNAIL_KEYS = ("reference", "before_post", "result", "flip")
+# Colour-blind-friendly (Okabe-Ito) colours for the plan's stages in the bar chart.
+STAGE_COLOURS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442")
+FULL_COLOUR = "#9aa3ad"
+CHECKS_COLOUR = "#c9ced4"
+# Bars shorter than this (percent of the track) are drawn at this width so they stay visible.
+MIN_BAR_PERCENT = 0.4
+
+
+# ----------------------------------------------------------------------------- formatting
+
+
+def format_core_time(seconds: float) -> str:
+    """Core time for people: core-seconds, or core-hours from one core-hour up.
+
+    Args:
+        seconds: Core-seconds.
+
+    Returns:
+        E.g. ``"42.5 core-s"``, ``"1,234 core-s"``, ``"12.3 core-h"``; ``"—"`` when not finite.
+    """
+    if not math.isfinite(seconds):
+        return "—"
+    if abs(seconds) >= 3600:
+        hours = seconds / 3600
+        return f"{hours:,.1f} core-h" if abs(hours) >= 10 else f"{hours:,.2f} core-h"
+    return f"{_number(seconds)} core-s"
+
+
+def format_seconds(seconds: float) -> str:
+    """Plain seconds with sensible precision (``"0.42"``, ``"12.3"``, ``"1,234"``)."""
+    return _number(seconds) if math.isfinite(seconds) else "—"
+
+
+def format_ratio(ratio: float) -> str:
+    """A cost ratio like ``"23.4×"`` (``"123×"`` from 100 up, ``"—"`` when not finite)."""
+    if not math.isfinite(ratio):
+        return "—"
+    return f"{ratio:,.0f}×" if abs(ratio) >= 100 else f"{ratio:.1f}×"
+
+
+def format_psnr(psnr: float) -> str:
+    """PSNR like ``"38.2 dB"``; identical images (infinite PSNR) read ``"∞ dB"``."""
+    if math.isnan(psnr):
+        return "—"
+    if math.isinf(psnr):
+        return "∞ dB" if psnr > 0 else "−∞ dB"
+    return f"{psnr:.1f} dB"
+
+
+def format_flip(value: float) -> str:
+    """A FLIP error with three decimals (``"0.042"``)."""
+    return f"{value:.3f}" if math.isfinite(value) else "—"
+
+
+def format_ssim(value: float) -> str:
+    """An SSIM with four decimals (``"0.9812"``)."""
+    return f"{value:.4f}" if math.isfinite(value) else "—"
+
+
+def format_frames(frames: list[int]) -> str:
+    """Frame numbers as a short list with ranges: ``[1, 2, 3, 10]`` -> ``"1–3, 10"``."""
+    if not frames:
+        return "none"
+    ordered = sorted(set(frames))
+    parts: list[str] = []
+    start = prev = ordered[0]
+    for frame in ordered[1:] + [None]:
+        if frame is not None and frame == prev + 1:
+            prev = frame
+            continue
+        parts.append(str(start) if start == prev else f"{start}–{prev}")
+        if frame is not None:
+            start = prev = frame
+    return ", ".join(parts)
+
+
+def _number(value: float) -> str:
+    magnitude = abs(value)
+    if magnitude >= 100:
+        return f"{value:,.0f}"
+    if magnitude >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+# ----------------------------------------------------------------------------- view model
+
+
+@dataclass(frozen=True)
+class Thumbnail:
+    """One thumbnail slot: a data URI, or a reason why there is none."""
+
+    key: str
+    caption: str
+    data_uri: str | None
+    missing_reason: str | None
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One bar of the cost chart, possibly split into coloured segments."""
+
+    label: str
+    value: float
+    percent: float
+    segments: tuple[tuple[str, float, str, float], ...]  # (name, percent of track, colour, value)
+
+
+def _embed_png(run_dir: Path, name: str | None) -> tuple[str | None, str | None]:
+    """Return ``(data_uri, None)`` or ``(None, reason)``; never raises for a bad file."""
+    if not name:
+        return None, "not produced"
+    path = run_dir / name
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        log.warning("report thumbnail %s cannot be read: %s", path, err)
+        return None, "missing"
+    if not data.startswith(PNG_MAGIC):
+        log.warning("report thumbnail %s is not a PNG; left out", path)
+        return None, "not a PNG"
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii"), None
+
+
+def _thumbnail_captions(report: Report) -> dict[str, str]:
+    stages = ", ".join(report.plan.stages) or "no post"
+    return {
+        "reference": f"Reference · {report.shot.full_samples} spp",
+        "before_post": f"Reduced render · {report.plan.samples} spp, before post",
+        "result": f"Result · after {stages}",
+        "flip": "FLIP error · result vs reference",
+    }
+
+
+def _frame_view(frame: FrameQuality, run_dir: Path, captions: dict[str, str]) -> dict[str, object]:
+    thumbnails = []
+    for key in THUMBNAIL_KEYS:
+        uri, reason = _embed_png(run_dir, frame.thumbnails.get(key))
+        thumbnails.append(Thumbnail(key, captions[key], uri, reason))
+    rows: list[tuple[str, QualityFigures]] = [("Result", frame.result)]
+    if frame.before_post is not None:
+        rows.append(("Before post", frame.before_post))
+    return {"frame": frame.frame, "thumbnails": thumbnails, "rows": rows}
+
+
+def _bars(report: Report) -> tuple[list[Bar], list[tuple[str, str]]]:
+    """The cost chart: full, plan (split by stage) and checks, scaled to the largest."""
+    savings = report.savings
+    values = [savings.core_seconds_full, savings.core_seconds_plan, savings.core_seconds_checks]
+    finite = [v for v in values if math.isfinite(v) and v > 0]
+    scale = max(finite) if finite else 1.0
+
+    def percent(value: float) -> float:
+        if not math.isfinite(value) or value <= 0:
+            return 0.0
+        return max(MIN_BAR_PERCENT, 100.0 * value / scale)
+
+    plan_costs = [c for c in report.costs if c.role == "plan"]
+    plan_total = savings.core_seconds_plan
+    plan_percent = percent(plan_total)
+    stage_sum = sum(c.core_seconds for c in plan_costs if c.core_seconds > 0)
+    legend: list[tuple[str, str]] = []
+    segments: list[tuple[str, float, str, float]] = []
+    if stage_sum > 0:
+        for index, cost in enumerate(c for c in plan_costs if c.core_seconds > 0):
+            colour = STAGE_COLOURS[index % len(STAGE_COLOURS)]
+            # Segments share the plan bar in proportion to their measured cost, so the bar's
+            # length is always the headline plan figure even if the stage records miss a bit.
+            segments.append((cost.stage, plan_percent * cost.core_seconds / stage_sum, colour, cost.core_seconds))
+            legend.append((cost.stage, colour))
+    else:
+        segments.append(("plan", plan_percent, STAGE_COLOURS[0], plan_total))
+        legend.append(("plan", STAGE_COLOURS[0]))
+    full_bar = Bar(
+        "Full render (traditional)",
+        savings.core_seconds_full,
+        percent(savings.core_seconds_full),
+        (("full", percent(savings.core_seconds_full), FULL_COLOUR, savings.core_seconds_full),),
+    )
+    plan_bar = Bar("Plan (reduced + AI post)", plan_total, plan_percent, tuple(segments))
+    checks_bar = Bar(
+        "Check frames (evidence)",
+        savings.core_seconds_checks,
+        percent(savings.core_seconds_checks),
+        (("checks", percent(savings.core_seconds_checks), CHECKS_COLOUR, savings.core_seconds_checks),),
+    )
+    legend = [("full render", FULL_COLOUR), *legend, ("check frames", CHECKS_COLOUR)]
+    return [full_bar, plan_bar, checks_bar], legend
+
+
+def _verdict(report: Report) -> dict[str, str]:
+    quality = report.quality
+    flip = format_flip(quality.flip_mean)
+    if quality.flip_target is None:
+        return {"state": "none", "label": "No quality target", "detail": f"FLIP mean {flip}"}
+    target = format_flip(quality.flip_target)
+    if quality.meets_target is True:
+        return {"state": "pass", "label": "PASS · quality target met", "detail": f"FLIP mean {flip} ≤ target {target}"}
+    if quality.meets_target is False:
+        return {"state": "fail", "label": "FAIL · quality target missed", "detail": f"FLIP mean {flip} > target {target}"}
+    return {"state": "none", "label": "Quality not judged", "detail": f"FLIP mean {flip}, target {target}"}
+
+
+def _cost_rows(costs: list[StageCost]) -> list[dict[str, object]]:
+    total = sum(c.core_seconds for c in costs if c.core_seconds > 0)
+    rows = []
+    for cost in costs:
+        share = 100.0 * cost.core_seconds / total if total > 0 else 0.0
+        per_frame = cost.core_seconds / cost.frames if cost.frames > 0 else float("nan")
+        rows.append({"cost": cost, "share": share, "per_frame": per_frame})
+    return rows
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(
+        core_time=format_core_time,
+        seconds=format_seconds,
+        ratio=format_ratio,
+        psnr=format_psnr,
+        flip=format_flip,
+        ssim=format_ssim,
+        frames=format_frames,
+    )
+    return env
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def render_html(report: Report, run_dir: Path) -> str:
+    """Render ``report`` as one self-contained HTML page.
+
+    Thumbnails named in ``report.quality.frames[].thumbnails`` are read from ``run_dir`` and
+    embedded as base64 PNG data URIs; a missing or unreadable one becomes a labelled
+    placeholder (and a logged warning), never an error.
+
+    Args:
+        report: The report to show.
+        run_dir: Folder the thumbnail file names are relative to.
+
+    Returns:
+        The HTML text (UTF-8, no external references).
+
+    Raises:
+        jinja2.TemplateError: The packaged template is missing or broken (an install problem).
+    """
+    run_dir = Path(run_dir)
+    savings = report.savings
+    bars, legend = _bars(report)
+    captions = _thumbnail_captions(report)
+    context = {
+        "report": report,
+        "shot": report.shot,
+        "plan": report.plan,
+        "savings": savings,
+        "quality": report.quality,
+        "machine": report.machine,
+        "saved_core_seconds": savings.core_seconds_full - savings.core_seconds_plan,
+        "verdict": _verdict(report),
+        "bars": bars,
+        "legend": legend,
+        "cost_rows": _cost_rows(report.costs),
+        "frames": [_frame_view(f, run_dir, captions) for f in report.quality.frames],
+        "shot_frames": report.shot.frame_end - report.shot.frame_start + 1,
+    }
+    return _environment().get_template(TEMPLATE_NAME).render(context)
+
+
+def write_report(report: Report, run_dir: Path, out_dir: Path) -> tuple[Path, Path]:
+    """Write ``report.json`` and the self-contained ``report.html`` into ``out_dir``.
+
+    Both files are written atomically (temp file + rename); ``out_dir`` is created.
+
+    Args:
+        report: The report to write.
+        run_dir: Folder the thumbnail file names are relative to.
+        out_dir: Destination folder.
+
+    Returns:
+        ``(json_path, html_path)``.
+
+    Raises:
+        OSError: A file cannot be written.
+        jinja2.TemplateError: The packaged template is missing or broken.
+    """
+    out_dir = Path(out_dir)
+    json_path = out_dir / "report.json"
+    html_path = out_dir / "report.html"
+    html = render_html(report, run_dir)
+    atomic_write_text(json_path, report.model_dump_json(indent=2) + "\n")
+    atomic_write_text(html_path, html)
+    log.info("wrote report %s and %s", json_path, html_path)
+    return json_path, html_path

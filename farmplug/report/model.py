@@ -1,0 +1,179 @@
+"""The savings-and-quality report: one pydantic model per section, written as ``report.json``.
+
+The report is the input of the HTML page (:mod:`farmplug.report.html`) and the record a producer
+or a script reads back later, so it is a strict boundary model with a ``schema_version``.
+Costs are in core-seconds (CPU core time, or GPU time converted by the caller) so that renders
+and AI stages on different backends add up.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from farmplug.schema import StrictModel
+
+
+class QualityFigures(StrictModel):
+    """Quality of one image against the full-quality reference.
+
+    Attributes:
+        flip_mean: Mean HDR-FLIP error (0 = identical, 1 = worst).
+        flip_p95: 95th percentile of the per-pixel HDR-FLIP error.
+        psnr: PSNR of the tone-mapped images in dB.
+        ssim: Mean SSIM of the tone-mapped images (1 = identical).
+    """
+
+    flip_mean: float
+    flip_p95: float
+    psnr: float
+    ssim: float
+
+
+class FrameQuality(StrictModel):
+    """Quality evidence for one check frame.
+
+    Attributes:
+        frame: Frame number.
+        result: The plan's delivered frame (e.g. denoised) against the full-quality reference.
+        before_post: The reduced render before AI post (e.g. noisy) against the reference.
+        thumbnails: PNG file names relative to the run dir, keyed ``reference``,
+            ``before_post``, ``result`` and ``flip``. Any may be missing.
+    """
+
+    frame: int
+    result: QualityFigures
+    before_post: QualityFigures | None = None
+    thumbnails: dict[str, str] = Field(default_factory=dict)
+
+
+class QualitySummary(StrictModel):
+    """Quality over all check frames and the verdict against the target.
+
+    Attributes:
+        flip_mean: Mean over frames of the per-frame FLIP mean.
+        flip_p95: FLIP 95th percentile summary over frames (the caller's choice, e.g. the max).
+        psnr_mean: Mean PSNR in dB.
+        ssim_mean: Mean SSIM.
+        flip_target: The FLIP-mean target the plan was chosen for, if any.
+        meets_target: Whether the plan meets ``flip_target`` (None when there is no target).
+        frames: Per check frame evidence.
+    """
+
+    flip_mean: float
+    flip_p95: float
+    psnr_mean: float
+    ssim_mean: float
+    flip_target: float | None = None
+    meets_target: bool | None = None
+    frames: list[FrameQuality]
+
+
+class StageCost(StrictModel):
+    """Measured cost of one stage of the job graph.
+
+    Attributes:
+        stage: Stage name, e.g. ``render``, ``denoise:oidn``.
+        role: ``plan`` (part of the cheap pipeline) or ``reference`` (full-quality check renders).
+        backend: Where it ran, e.g. ``local``.
+        tasks: Number of farm tasks.
+        frames: Number of frames processed.
+        core_seconds: Total core-seconds, overheads included.
+        wall_seconds: Wall-clock seconds.
+        overhead_core_seconds: The part of ``core_seconds`` spent outside frame work
+            (start-up, model load, I/O).
+    """
+
+    stage: str
+    role: Literal["plan", "reference"]
+    backend: str
+    tasks: int
+    frames: int
+    core_seconds: float
+    wall_seconds: float
+    overhead_core_seconds: float
+
+
+class Savings(StrictModel):
+    """The headline: what a traditional full render would cost against the plan.
+
+    Attributes:
+        frames: Frames in the shot.
+        core_seconds_full: Traditional full render of every frame (extrapolated from check frames).
+        core_seconds_plan: The plan, everything counted (reduced render, AI stages, overheads).
+        ratio: ``core_seconds_full / core_seconds_plan``.
+        core_seconds_checks: Cost of rendering the full-quality check frames (evidence, not plan).
+        ratio_including_checks: ``core_seconds_full / (core_seconds_plan + core_seconds_checks)``.
+        full_core_seconds_per_frame: Measured full-render cost per frame.
+        plan_core_seconds_per_frame: Plan cost per delivered frame.
+        measured_frames_full: Check frames the full cost was measured on.
+        method: One sentence: what was measured and what extrapolated.
+    """
+
+    frames: int
+    core_seconds_full: float
+    core_seconds_plan: float
+    ratio: float
+    core_seconds_checks: float
+    ratio_including_checks: float
+    full_core_seconds_per_frame: float
+    plan_core_seconds_per_frame: float
+    measured_frames_full: list[int]
+    method: str
+
+
+class ShotInfo(StrictModel):
+    """The shot as the artist set it up (full quality)."""
+
+    name: str
+    scene: str
+    frame_start: int
+    frame_end: int
+    width: int
+    height: int
+    full_samples: int
+
+
+class PlanInfo(StrictModel):
+    """The cheap plan that was run.
+
+    Attributes:
+        samples: Samples per pixel of the reduced render.
+        samples_factor: ``samples / full_samples``.
+        resolution_scale: Render resolution relative to the shot (1 = full).
+        frame_step: Render every n-th frame (1 = all).
+        stages: AI post stages in order, e.g. ``["denoise:oidn"]``.
+        check_frames: Frames rendered at full quality to measure quality and full cost.
+    """
+
+    samples: int
+    samples_factor: float
+    resolution_scale: float
+    frame_step: int
+    stages: list[str]
+    check_frames: list[int]
+
+
+class MachineInfo(StrictModel):
+    """The machine the costs were measured on."""
+
+    host: str
+    cores: int
+    cpu: str
+    platform: str
+
+
+class Report(StrictModel):
+    """Everything the savings report shows; serialised as ``report.json``."""
+
+    schema_version: Literal[1] = 1
+    generated_at: str
+    farmplug_version: str
+    shot: ShotInfo
+    plan: PlanInfo
+    savings: Savings
+    quality: QualitySummary
+    costs: list[StageCost]
+    machine: MachineInfo
+    notes: list[str] = Field(default_factory=list)

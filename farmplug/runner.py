@@ -1,0 +1,103 @@
+"""Running a stage over a list of frames: read, process, write atomically, time every frame."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from farmplug import __version__
+from farmplug.errors import FarmplugError, ImageError
+from farmplug.imageio import read_frame, write_frame
+from farmplug.stages import create_stage
+from farmplug.timing import FrameTiming, Stopwatch, TimingRecord
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FrameJob:
+    """One frame to process: its number, where to read it and where to write the result."""
+
+    frame: int
+    source: Path
+    destination: Path
+
+
+def run_stage(
+    config,
+    jobs: Sequence[FrameJob],
+    *,
+    task: str,
+    role: str = "plan",
+    plan: str = "",
+    progress: Callable[[int], None] | None = None,
+) -> TimingRecord:
+    """Run one stage (its config model says which) over ``jobs``; returns the task's timing record.
+
+    The stage is opened once (model/device load counted as task overhead), then each frame is read,
+    processed and written atomically. A bad input stops the run with an error naming the file;
+    frames finished before it stay valid.
+
+    Raises:
+        FarmplugError: a missing or corrupt input, a missing pass, or a backend failure.
+    """
+    missing = [str(j.source) for j in jobs if not j.source.is_file()]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise ImageError("input frame not found" + more, path=missing[0])
+    stage = create_stage(config)
+    started = time.time()
+    with Stopwatch() as load:
+        stage.open()
+    frames: list[FrameTiming] = []
+    provenance = {
+        "stage": stage.descriptor.name,
+        "backend": stage.descriptor.backend,
+        "version": __version__,
+        "plan": plan,
+        "task": task,
+    }
+    try:
+        for job in jobs:
+            with Stopwatch() as sw:
+                frame = read_frame(job.source)
+                result, info = stage.process(frame)
+                write_frame(job.destination, result, provenance=provenance, inputs=[job.source])
+            frames.append(
+                FrameTiming(frame=job.frame, wall_s=sw.wall_s, cpu_s=sw.cpu_s, gpu_s=info.gpu_s, output=str(job.destination))
+            )
+            if progress:
+                progress(job.frame)
+    finally:
+        stage.close()
+    device = getattr(stage, "device_name", "cpu")
+    return TimingRecord(
+        task=task,
+        stage=stage.descriptor.name,
+        role=role,
+        backend=stage.descriptor.backend,
+        started_at=started,
+        finished_at=time.time(),
+        overhead_wall_s=load.wall_s,
+        overhead_cpu_s=load.cpu_s,
+        frames=frames,
+        settings={k: v for k, v in config.model_dump().items() if isinstance(v, (str, int, float, bool))} | {"device": device},
+    )
+
+
+def frame_jobs(input_pattern: str, output_pattern: str, frames: Sequence[int]) -> list[FrameJob]:
+    """Pair input and output paths for each frame; a plain path (no frame token) works for one frame.
+
+    Raises:
+        FarmplugError: the patterns cannot name several frames, or input and output are the same file.
+    """
+    from farmplug.render.base import frame_path
+
+    jobs = [FrameJob(f, frame_path(input_pattern, f), frame_path(output_pattern, f)) for f in frames]
+    for job in jobs:
+        if job.source.resolve() == job.destination.resolve():
+            raise FarmplugError(f"output would overwrite the input {job.source}; choose another --output")
+    return jobs

@@ -1,0 +1,161 @@
+"""Shot/plan YAML models, frame ranges and the job graph."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from farmplug.errors import ConfigError, FarmplugError
+from farmplug.frames import chunk, format_frames, parse_frames
+from farmplug.graph import compile_plan
+from farmplug.models import Plan, Shot, default_check_frames, load_plan, load_shot
+from farmplug.schema import save_model
+
+SHOT = {
+    "schema_version": 1,
+    "name": "sh010",
+    "scene": "scene.blend",
+    "renderer": "blender",
+    "frames": {"start": 1, "end": 20},
+    "resolution": {"width": 320, "height": 180},
+    "samples": 512,
+    "output": "frames/sh010.####.exr",
+}
+
+
+def write_yaml(path: Path, data) -> Path:
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    "text, frames",
+    [
+        pytest.param("7", [7], id="single"),
+        pytest.param("1-4", [1, 2, 3, 4], id="range"),
+        pytest.param("1-9x4", [1, 5, 9], id="stepped"),
+        pytest.param("1-3,10,2", [1, 2, 3, 10], id="list"),
+        pytest.param("-2-1", [-2, -1, 0, 1], id="negative"),
+    ],
+)
+def test_parse_frames(text, frames):
+    assert parse_frames(text) == frames
+
+
+@pytest.mark.parametrize("text", ["", "a-b", "5-1", "1-5x0", "1..5"])
+def test_parse_frames_rejects(text):
+    with pytest.raises(FarmplugError, match="bad frame range"):
+        parse_frames(text)
+
+
+def test_format_frames_and_chunk():
+    assert format_frames([1, 2, 3, 5, 7, 8]) == "1-3,5,7-8"
+    assert parse_frames(format_frames([1, 2, 3, 5, 7, 8])) == [1, 2, 3, 5, 7, 8]
+    assert chunk(list(range(1, 11)), 4) == [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10]]
+
+
+def test_shot_yaml_round_trip(tmp_path):
+    shot = load_shot(write_yaml(tmp_path / "shot.yaml", SHOT))
+    assert shot.frames.frames[-1] == 20
+    save_model(shot, tmp_path / "again.yaml")
+    assert load_shot(tmp_path / "again.yaml") == shot
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        pytest.param({"renderer": "arnold"}, r"renderer: Input should be 'blender'", id="renderer-allowed-values"),
+        pytest.param({"samples": 0}, r"samples: Input should be greater than or equal to 1", id="samples"),
+        pytest.param({"colour": "red"}, r"colour: unknown field", id="unknown-key"),
+        pytest.param({"output": "frames/out.exr"}, r"output: .*frame number token", id="no-frame-token"),
+        pytest.param({"frames": {"start": 9, "end": 1}}, r"frames: .*before start", id="backwards"),
+        pytest.param({"schema_version": 2}, r"schema_version: Input should be 1", id="schema-version"),
+    ],
+)
+def test_bad_shot_fields_name_the_field_and_allowed_values(tmp_path, change, message):
+    path = write_yaml(tmp_path / "shot.yaml", {**SHOT, **change})
+    with pytest.raises(ConfigError, match=message) as info:
+        load_shot(path)
+    assert str(path) in str(info.value)
+
+
+def test_bad_yaml_and_missing_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_shot(bad)
+    with pytest.raises(ConfigError, match="file not found"):
+        load_shot(tmp_path / "missing.yaml")
+    scalar = write_yaml(tmp_path / "scalar.yaml", "just text")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_shot(scalar)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        pytest.param({"stages": [{"kind": "denoise", "backend": "optix"}]}, r"stages\.0\.denoise\.backend: Input should be 'oidn'", id="backend"),
+        pytest.param({"stages": [{"kind": "sharpen"}]}, r"stages\.0: .*'denoise'", id="stage-kind"),
+        pytest.param({"stages": [{"kind": "denoise", "quality": "ultra"}]}, r"'default', 'fast', 'balanced' or 'high'", id="quality"),
+        pytest.param({"samples_factor": 0}, r"samples_factor: Input should be greater than 0", id="factor"),
+        pytest.param({"frame_step": 2}, r"inbetween stage", id="frame-step-needs-inbetween"),
+        pytest.param({"resolution_scale": 0.5}, r"upscale stage", id="scale-needs-upscale"),
+        pytest.param({"check_frames": [99]}, r"check_frames \[99\] are outside", id="check-outside"),
+    ],
+)
+def test_bad_plan_fields(tmp_path, change, message):
+    write_yaml(tmp_path / "shot.yaml", SHOT)
+    path = write_yaml(tmp_path / "plan.yaml", {"shot": "shot.yaml", "samples_factor": 0.05, **change})
+    with pytest.raises(ConfigError, match=message):
+        load_plan(path)
+
+
+def test_plan_defaults_and_graph(tmp_path):
+    write_yaml(tmp_path / "shot.yaml", SHOT)
+    plan_file = write_yaml(tmp_path / "plan.yaml", {"shot": "shot.yaml", "samples_factor": 1 / 32, "check_frames": [1, 20], "chunk_size": 8})
+    plan, shot, shot_file = load_plan(plan_file)
+    assert plan.samples_for(shot) == 16
+    assert plan.passes() == {"albedo", "normal"}
+    graph = compile_plan(plan, shot, plan_file=plan_file, shot_file=shot_file, run_dir=tmp_path / "run")
+    ids = [t.id for t in graph.tasks]
+    assert ids == [
+        "render-0001-0008", "denoise-0001-0008", "render-0009-0016", "denoise-0009-0016",
+        "render-0017-0020", "denoise-0017-0020", "reference-0001-0020",
+    ]
+    den = graph.task("denoise-0009-0016")
+    assert den.depends_on == ["render-0009-0016"]
+    assert den.frames == list(range(9, 17))
+    assert den.outputs[0].endswith("frames/sh010.0009.exr")
+    render = graph.task("render-0001-0008")
+    assert render.argv[:2] == ["run", "render"]
+    assert render.argv[render.argv.index("--samples") + 1] == "16"
+    assert render.argv[render.argv.index("--passes") + 1] == "albedo,normal"
+    ref = graph.task("reference-0001-0020")
+    assert ref.frames == [1, 20] and ref.role == "reference"
+    assert ref.argv[ref.argv.index("--samples") + 1] == "512"
+    assert "--passes" not in ref.argv
+    assert [t.id for t in graph.topological()].index("render-0001-0008") < ids.index("denoise-0001-0008")
+
+
+def test_default_check_frames_spread_over_the_shot():
+    shot = Shot.model_validate(SHOT)
+    assert default_check_frames(shot, 3) == [1, 11, 20]
+
+
+def test_graph_cycle_is_reported(tmp_path):
+    write_yaml(tmp_path / "shot.yaml", SHOT)
+    plan_file = write_yaml(tmp_path / "plan.yaml", {"shot": "shot.yaml", "samples_factor": 0.1})
+    plan, shot, shot_file = load_plan(plan_file)
+    graph = compile_plan(plan, shot, plan_file=plan_file, shot_file=shot_file, run_dir=tmp_path)
+    graph.tasks[0].depends_on = [graph.tasks[1].id]
+    with pytest.raises(ConfigError, match="cycle"):
+        graph.topological()
+
+
+def test_plan_model_json_schema_is_checked_in():
+    schema = (Path(__file__).resolve().parents[2] / "docs" / "schemas" / "plan.schema.json")
+    import json
+
+    assert json.loads(schema.read_text()) == Plan.model_json_schema(), "regenerate with: python scripts/write_schemas.py"
