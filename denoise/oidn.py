@@ -76,7 +76,9 @@ class OidnOptions:
                 f"OIDN device {self.device!r} is not one of {', '.join(_DEVICE_CHOICES)}"
             )
         if self.threads is not None and (isinstance(self.threads, bool) or self.threads < 1):
-            raise FarmplugError(f"OIDN threads must be a positive integer or None, not {self.threads!r}")
+            raise FarmplugError(
+                f"OIDN threads must be a positive integer or None, not {self.threads!r}"
+            )
 
 
 def _pyoidn() -> Any:
@@ -127,7 +129,9 @@ class _Pipeline:
     device (host storage, the copy is a memcpy) and the CUDA device (device storage).
     """
 
-    def __init__(self, oidn: Any, device: pyoidn.Device, layout: _FrameLayout, options: OidnOptions) -> None:
+    def __init__(
+        self, oidn: Any, device: pyoidn.Device, layout: _FrameLayout, options: OidnOptions
+    ) -> None:
         self._oidn = oidn
         self._device = device
         self.layout = layout

@@ -97,7 +97,9 @@ def tonemap(rgb: np.ndarray) -> np.ndarray:
     return np.clip(encoded, 0.0, 1.0).astype(np.float32)
 
 
-def _check_pair(reference: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _check_pair(
+    reference: np.ndarray, test: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Validate a reference/test pair.
 
     Returns:
@@ -172,7 +174,9 @@ def flip_hdr(reference: np.ndarray, test: np.ndarray) -> tuple[float, float, np.
     return float(error.mean()), float(np.percentile(error, 95)), error
 
 
-def _tonemapped_pair(ref: np.ndarray, tst: np.ndarray, bad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _tonemapped_pair(
+    ref: np.ndarray, tst: np.ndarray, bad: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     ref_tm = tonemap(ref)
     tst_tm = tonemap(tst)
     if bad.any():

@@ -29,7 +29,6 @@ from typing import IO, Literal
 from pydantic import Field
 
 from farmplug.errors import ConfigError, RenderError
-from farmplug.render import _blender_child as child_protocol
 from farmplug.render.base import RenderRequest
 from farmplug.schema import StrictModel, load_model, save_model
 from farmplug.timing import FrameTiming, TimingRecord
@@ -39,7 +38,16 @@ log = logging.getLogger(__name__)
 BACKEND_NAME = "blender-cycles"
 BLENDER_ENV = "FARMPLUG_BLENDER"
 _TAIL_LINES = 20
-_FRAME_DONE = re.compile(rf"{child_protocol.FRAME_DONE} (-?\d+)")
+
+# The child's side of the protocol lives in _blender_child.py, which must stay importable by
+# Blender's own Python (no farmplug, no pydantic). It is deliberately not imported here: this
+# package's __init__ would then import it before ``python -m`` runs it (a runpy warning).
+# tests/unit/test_render_request.py checks that both sides agree.
+CHILD_MODULE = "farmplug.render._blender_child"
+CHILD_SCHEMA_VERSION = 1
+FRAME_DONE_MARKER = "FARMPLUG_FRAME_DONE"
+_FRAME_DONE = re.compile(rf"{FRAME_DONE_MARKER} (-?\d+)")
+_CHILD_ERROR_PREFIX = "farmplug render child:"
 
 
 class ChildFrame(StrictModel):
@@ -52,7 +60,7 @@ class ChildFrame(StrictModel):
 class ChildRequest(StrictModel):
     """The request file handed to the render child."""
 
-    schema_version: Literal[1] = child_protocol.SCHEMA_VERSION
+    schema_version: Literal[1] = CHILD_SCHEMA_VERSION
     scene: str
     frames: list[ChildFrame] = Field(min_length=1)
     samples: int | None = Field(default=None, ge=1)
@@ -87,7 +95,7 @@ class ChildResult(StrictModel):
 
 def child_script_path() -> Path:
     """Path of the script Blender runs (for ``blender --python``)."""
-    return Path(child_protocol.__file__).resolve()
+    return Path(__file__).resolve().with_name("_blender_child.py")
 
 
 class BlenderRenderer:
@@ -119,7 +127,7 @@ class BlenderRenderer:
             RenderError: the configured Blender executable cannot be found.
         """
         if self.blender_executable is None:
-            return [str(self.python_executable), "-m", child_protocol.__name__, str(request_json), str(result_json)]
+            return [str(self.python_executable), "-m", CHILD_MODULE, str(request_json), str(result_json)]
         blender = shutil.which(str(self.blender_executable))
         if blender is None:
             raise RenderError("Blender executable not found or not executable", path=self.blender_executable)
@@ -275,8 +283,12 @@ class BlenderRenderer:
                 proc.stdout.close()
         if proc.returncode != 0:
             _remove_child_temps(outputs, proc.pid)
-            last = " | ".join(line for line in tail if line.strip()) or "(no output)"
-            raise RenderError(f"render child exited with status {proc.returncode}; last output: {last}", path=scene)
+            lines = [line for line in tail if line.strip()]
+            # The child's own one-line error, when it wrote one, leads the message.
+            reason = next((line for line in reversed(lines) if line.startswith(_CHILD_ERROR_PREFIX)), None)
+            headline = reason or f"render child exited with status {proc.returncode}"
+            last = " | ".join(line for line in lines if line != reason) or "(no output)"
+            raise RenderError(f"{headline} (status {proc.returncode}); last output: {last}", path=scene)
 
 
 def _relay_chatter(stream: IO[str] | None, tail: collections.deque[str]) -> None:
@@ -290,7 +302,12 @@ def _relay_chatter(stream: IO[str] | None, tail: collections.deque[str]) -> None
             log.debug("blender: %s", text)
 
 
+def child_temp_output(final: Path, pid: int) -> Path:
+    """The temp file child ``pid`` renders ``final`` into (mirrors the child's naming)."""
+    return final.with_name(f".{final.name}.{pid}.tmp.exr")
+
+
 def _remove_child_temps(outputs: list[Path], pid: int) -> None:
     """Delete the temp frames a killed child left beside its outputs."""
     for final in outputs:
-        child_protocol.temp_output_for_pid(final, pid).unlink(missing_ok=True)
+        child_temp_output(final, pid).unlink(missing_ok=True)
