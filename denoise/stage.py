@@ -41,7 +41,12 @@ class OidnDenoiseStage:
 
         if self._denoiser is None:
             self._denoiser = OidnDenoiser(
-                OidnOptions(quality=self.config.quality, clean_aux=self.config.clean_aux, device=self.config.device)
+                OidnOptions(
+                    quality=self.config.quality,
+                    clean_aux=self.config.clean_aux,
+                    prefilter_aux=self.config.prefilter_aux,
+                    device=self.config.device,
+                )
             )
 
     def _aux(self, frame: Frame, feature: str, color_window, info: ProcessInfo) -> np.ndarray | None:

@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=24, help="frame range 1..N (default 24)")
     parser.add_argument("--width", type=int, default=320)
     parser.add_argument("--height", type=int, default=180)
-    parser.add_argument("--samples", type=int, default=512, help="full-quality Cycles samples (default 512)")
+    parser.add_argument("--samples", type=int, default=1024, help="full-quality Cycles samples (default 1024)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:

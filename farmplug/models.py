@@ -73,6 +73,9 @@ class DenoiseConfig(StrictModel):
     backend: Literal["oidn"] = "oidn"
     quality: Literal["default", "fast", "balanced", "high"] = "high"
     clean_aux: bool = Field(default=False, description="albedo/normal are noise-free (skip prefiltering them)")
+    prefilter_aux: bool = Field(
+        default=True, description="noisy albedo/normal: prefilter them (True, ~3x cost) or pass them as noisy (False)"
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     missing_aux: Literal["warn", "error"] = Field(
         default="warn", description="when albedo/normal are missing: denoise without them (warn) or fail (error)"

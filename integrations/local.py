@@ -37,6 +37,18 @@ def task_is_done(task: Task) -> bool:
     return all(image_is_valid(out) for out in task.outputs)
 
 
+def remove_stale_temp_files(task: Task) -> list[Path]:
+    """Delete temp files a killed run of ``task`` left beside its outputs (``.NAME.*tmp*``)."""
+    removed = []
+    for target in [*task.outputs, task.timing]:
+        target = Path(target)
+        if target.parent.is_dir():
+            for stale in target.parent.glob(f".{target.name}.*tmp*"):
+                stale.unlink(missing_ok=True)
+                removed.append(stale)
+    return removed
+
+
 @dataclass
 class LocalRunSummary:
     ran: list[str] = field(default_factory=list)
@@ -71,6 +83,8 @@ class LocalFarm:
                 summary.skipped.append(task.id)
                 continue
             log.info("[%d/%d] %s: %s frames %s-%s", number, len(order), task.id, task.stage, task.frames[0], task.frames[-1])
+            for stale in remove_stale_temp_files(task):
+                log.info("removed %s left by an interrupted run", stale)
             try:
                 self._runner(task)
             except FarmplugError as err:

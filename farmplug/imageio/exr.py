@@ -309,7 +309,7 @@ def write_frame(
         if path.resolve() == src.resolve() or _same_file(path, src):
             raise ImageError(f"refusing to overwrite the input file {src}", path=path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:

@@ -97,7 +97,7 @@ def _write_buf(buf: oiio.ImageBuf, path: Path) -> None:
     """Write ``buf`` as 8-bit PNG through a temp file in the same folder and a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     # OIIO picks the format from the extension, so the temp name must end in .png.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.png", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.png", dir=path.parent)
     os.close(fd)
     try:
         if not buf.write(tmp, oiio.UINT8, "png"):
