@@ -21,6 +21,7 @@ demo: $(STAMP)
 	$(VENV)/bin/farmplug demo --out $(DEMO_OUT)
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean:

@@ -312,7 +312,7 @@ class OidnDenoiser:
         except BaseException:
             self.close()
             raise
-        logger.info(
+        logger.debug(
             "OIDN %s device ready (quality=%s, clean_aux=%s, prefilter_aux=%s, hdr=%s, threads=%s)",
             self.device_name,
             options.quality,

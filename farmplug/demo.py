@@ -14,7 +14,14 @@ from pathlib import Path
 
 from farmplug.errors import FarmplugError
 from farmplug.graph import compile_plan, save_graph
-from farmplug.models import FrameRangeModel, Plan, QualityTarget, Resolution, Shot, default_check_frames
+from farmplug.models import (
+    FrameRangeModel,
+    Plan,
+    QualityTarget,
+    Resolution,
+    Shot,
+    default_check_frames,
+)
 from farmplug.schema import save_model
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -31,7 +31,7 @@ class FrameRangeModel(StrictModel):
     end: int
 
     @model_validator(mode="after")
-    def _ordered(self) -> "FrameRangeModel":
+    def _ordered(self) -> FrameRangeModel:
         if self.end < self.start:
             raise ValueError(f"end ({self.end}) is before start ({self.start})")
         return self
@@ -87,7 +87,7 @@ class DenoiseConfig(StrictModel):
         return frozenset({"albedo", "normal"})
 
 
-StageConfig = Annotated[Union[DenoiseConfig], Field(discriminator="kind")]
+StageConfig = Annotated[DenoiseConfig, Field(discriminator="kind")]
 
 
 class QualityTarget(StrictModel):
@@ -109,7 +109,7 @@ class Plan(StrictModel):
     threads: int | None = Field(default=None, ge=1, description="render threads (None: all cores)")
 
     @model_validator(mode="after")
-    def _supported(self) -> "Plan":
+    def _supported(self) -> Plan:
         if self.resolution_scale != 1.0:
             raise ValueError("resolution_scale below 1 needs the upscale stage, which this version does not have")
         if self.frame_step != 1:

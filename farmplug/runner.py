@@ -50,8 +50,9 @@ def run_stage(
         raise ImageError("input frame not found" + more, path=missing[0])
     stage = create_stage(config)
     started = time.time()
-    with Stopwatch() as load:
-        stage.open()
+    load = Stopwatch()
+    opened = False
+    device = "cpu"
     frames: list[FrameTiming] = []
     provenance = {
         "stage": stage.descriptor.name,
@@ -62,18 +63,31 @@ def run_stage(
     }
     try:
         for job in jobs:
-            with Stopwatch() as sw:
+            with Stopwatch() as reading:
                 frame = read_frame(job.source)
+            if not opened:
+                # Open (load the model, create the device) once the first input has read, so a bad
+                # file is reported at once; the load is the task's overhead, not a frame's cost.
+                with load:
+                    stage.open()
+                opened = True
+                device = getattr(stage, "device_name", "cpu")
+            with Stopwatch() as work:
                 result, info = stage.process(frame)
                 write_frame(job.destination, result, provenance=provenance, inputs=[job.source])
             frames.append(
-                FrameTiming(frame=job.frame, wall_s=sw.wall_s, cpu_s=sw.cpu_s, gpu_s=info.gpu_s, output=str(job.destination))
+                FrameTiming(
+                    frame=job.frame,
+                    wall_s=reading.wall_s + work.wall_s,
+                    cpu_s=reading.cpu_s + work.cpu_s,
+                    gpu_s=info.gpu_s,
+                    output=str(job.destination),
+                )
             )
             if progress:
                 progress(job.frame)
     finally:
         stage.close()
-    device = getattr(stage, "device_name", "cpu")
     return TimingRecord(
         task=task,
         stage=stage.descriptor.name,

@@ -75,6 +75,17 @@ def load_model(model: type[M], path: str | Path) -> M:
     return validate_data(model, data, source=path)
 
 
+def default_file_mode() -> int:
+    """The mode a plain ``open()`` would give a new file (0o666 less the umask).
+
+    Temp files from ``mkstemp`` are 0o600; outputs renamed from them get this mode instead, so
+    frames and reports are readable by the rest of the farm like any other file.
+    """
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temp file in the same folder and a rename."""
     path = Path(path)
@@ -85,6 +96,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, default_file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -92,7 +92,7 @@ class Stopwatch:
     wall_s: float = 0.0
     cpu_s: float = 0.0
 
-    def __enter__(self) -> "Stopwatch":
+    def __enter__(self) -> Stopwatch:
         self._wall0 = time.perf_counter()
         self._cpu0 = cpu_seconds()
         return self

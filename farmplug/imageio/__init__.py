@@ -1,7 +1,14 @@
 """Image I/O on OpenImageIO: frames made of EXR parts, and the renderer channel vocabulary."""
 
 from farmplug.imageio.channels import FEATURES, VOCABULARIES, split_channel
-from farmplug.imageio.exr import Frame, Part, Window, image_is_valid, read_frame, write_frame
+from farmplug.imageio.exr import (
+    Frame,
+    Part,
+    Window,
+    image_is_valid,
+    read_frame,
+    write_frame,
+)
 
 __all__ = [
     "FEATURES",

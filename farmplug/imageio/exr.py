@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -21,7 +22,13 @@ import numpy as np
 import OpenImageIO as oiio
 
 from farmplug.errors import ImageError, MissingPassError
-from farmplug.imageio.channels import FEATURE_WIDTH, HOW_TO_ENABLE, candidates, split_channel
+from farmplug.imageio.channels import (
+    FEATURE_WIDTH,
+    HOW_TO_ENABLE,
+    candidates,
+    split_channel,
+)
+from farmplug.schema import default_file_mode
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +171,7 @@ class Frame:
             raise MissingPassError(f"no {feature} pass in this file", path=self.path)
         return self.parts[loc.part].data_window
 
-    def with_feature(self, feature: str, values: np.ndarray) -> "Frame":
+    def with_feature(self, feature: str, values: np.ndarray) -> Frame:
         """A new frame with ``feature``'s channels replaced by ``values``; everything else untouched.
 
         Raises:
@@ -218,6 +225,31 @@ def _check_spec(spec: oiio.ImageSpec, index: int, path: Path) -> None:
         raise ImageError(f"corrupt header in part {index}: duplicate channel names", path=path)
 
 
+@contextmanager
+def _native_stderr_to_log() -> Iterator[None]:
+    """Route what native code writes to file descriptor 2 into the debug log while reading.
+
+    OpenEXR's C core prints every decode problem of a damaged file straight to stderr (dozens of
+    lines for one file); farmplug reports one line naming the file, and keeps the rest for ``-v``.
+    """
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text = sink.read().decode("utf-8", errors="replace").strip()
+            if text:
+                log.debug("image library messages:\n%s", text)
+
+
 def read_frame(path: str | Path, *, vocabulary: str | None = None) -> Frame:
     """Read every part of an image file (mip level 0) as float32.
 
@@ -231,6 +263,11 @@ def read_frame(path: str | Path, *, vocabulary: str | None = None) -> Frame:
     path = Path(path)
     if not path.is_file():
         raise ImageError("file not found" if not path.exists() else "not a regular file", path=path)
+    with _native_stderr_to_log():
+        return _read_parts(path, vocabulary)
+
+
+def _read_parts(path: Path, vocabulary: str | None) -> Frame:
     inp = oiio.ImageInput.open(str(path))
     if inp is None:
         msg = _clear_oiio_errors() or "not an image OpenImageIO can read"
@@ -326,7 +363,7 @@ def write_frame(
             if len(specs) > 1 and not out.supports("multiimage"):
                 raise ImageError(f"this format cannot hold {len(specs)} parts; use .exr", path=path)
             ok = out.open(str(tmp), specs) if len(specs) > 1 else out.open(str(tmp), specs[0], "Create")
-            for index, (part, spec) in enumerate(zip(frame.parts, specs)):
+            for index, (part, spec) in enumerate(zip(frame.parts, specs, strict=True)):
                 if index > 0:
                     ok = ok and out.open(str(tmp), spec, "AppendSubimage")
                 ok = ok and out.write_image(np.ascontiguousarray(part.pixels, dtype=np.float32))
@@ -337,19 +374,13 @@ def write_frame(
                 raise ImageError(f"write failed: {out.geterror() or _clear_oiio_errors()}", path=path)
         finally:
             _clear_oiio_errors()
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, default_file_mode())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     log.debug("wrote %s (%d parts)", path, len(frame.parts))
     return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def image_is_valid(path: str | Path) -> bool:

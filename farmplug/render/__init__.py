@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from farmplug.render.base import (
     KNOWN_PASSES,
-    RenderRequest,
     Renderer,
+    RenderRequest,
     frame_path,
     frame_paths,
     has_frame_token,

@@ -169,7 +169,7 @@ class BlenderRenderer:
         outputs = [p.expanduser().resolve() for p in request.outputs()]
         child_request = ChildRequest(
             scene=str(scene),
-            frames=[ChildFrame(frame=f, output=str(p)) for f, p in zip(request.frames, outputs)],
+            frames=[ChildFrame(frame=f, output=str(p)) for f, p in zip(request.frames, outputs, strict=True)],
             samples=request.samples,
             resolution_percentage=request.resolution_percentage,
             passes=sorted(request.passes),

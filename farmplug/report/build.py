@@ -13,7 +13,7 @@ import logging
 import math
 import platform
 from collections import defaultdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from farmplug import __version__
@@ -179,7 +179,7 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None):
     if warnings:
         notes.append("Some stages ran on a GPU; their GPU-seconds are not part of the CPU core-second totals.")
     report = Report(
-        generated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
         farmplug_version=__version__,
         shot=ShotInfo(
             name=shot.name, scene=shot.scene, frame_start=shot.frames.start, frame_end=shot.frames.end,
@@ -200,7 +200,6 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None):
         notes=notes,
     )
     _json, html = write_report(report, out_dir, out_dir)
-    log.info("report written to %s", html)
     return report, html
 
 

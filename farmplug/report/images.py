@@ -17,6 +17,7 @@ import OpenImageIO as oiio
 
 from farmplug.errors import ImageError
 from farmplug.quality import tonemap
+from farmplug.schema import default_file_mode
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,7 @@ def _write_buf(buf: oiio.ImageBuf, path: Path) -> None:
     try:
         if not buf.write(tmp, oiio.UINT8, "png"):
             raise ImageError(f"cannot write PNG: {buf.geterror() or oiio.geterror()}", path=path)
+        os.chmod(tmp, default_file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

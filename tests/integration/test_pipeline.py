@@ -48,6 +48,7 @@ def test_denoise_cli_improves_a_real_render_and_keeps_every_other_layer(tiny_ren
     assert [f["frame"] for f in record["frames"]] == [1, 2]
     assert all(f["cpu_s"] > 0 for f in record["frames"])
     assert record["command"][:2] == ["run", "denoise"]
+    assert record["settings"]["device"] == "cpu"  # what actually ran, not the "auto" that was asked for
 
 
 def test_denoise_a_single_file_path(tiny_renders, tmp_path):
@@ -143,6 +144,7 @@ def test_plan_submit_report_on_the_local_farm(tiny_scene, tmp_path, capsys):
         report["savings"]["core_seconds_full"] / report["savings"]["core_seconds_plan"]
     )
     assert [f["frame"] for f in report["quality"]["frames"]] == [1, 4]
+    assert not any("GPU" in note for note in report["notes"])
     html = (run_dir / "report.html").read_text()
     assert "data:image/png;base64," in html
     # Running again finds every task done and re-runs nothing.

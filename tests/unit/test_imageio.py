@@ -57,7 +57,7 @@ def test_beachball_round_trip_keeps_parts_windows_formats_and_metadata(exr_image
     out = write_frame(tmp_path / "out.exr", changed, provenance={"stage": "test", "plan": "p.yaml"}, inputs=[src])
     back = read_frame(out)
     assert [p.name for p in back.parts] == [p.name for p in frame.parts]
-    for a, b in zip(frame.parts, back.parts):
+    for a, b in zip(frame.parts, back.parts, strict=True):
         assert a.channels == b.channels
         assert a.data_window == b.data_window
         assert a.display_window == b.display_window

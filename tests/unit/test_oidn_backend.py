@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from farmplug.denoise.oidn import OidnDenoiser, OidnOptions, _check_device, available_devices
+from farmplug.denoise.oidn import (
+    OidnDenoiser,
+    OidnOptions,
+    _check_device,
+    available_devices,
+)
 from farmplug.errors import FarmplugError
 
 H, W = 48, 64

@@ -64,7 +64,7 @@ def test_identical_images(reference: np.ndarray) -> None:
 
 def test_more_noise_is_monotonically_worse(reference: np.ndarray) -> None:
     results = [measure(reference, _with_noise(reference, sigma)) for sigma in (0.02, 0.1, 0.4)]
-    for better, worse in zip(results, results[1:]):
+    for better, worse in zip(results, results[1:], strict=False):
         assert better.flip_mean < worse.flip_mean
         assert better.flip_p95 < worse.flip_p95
         assert better.psnr > worse.psnr

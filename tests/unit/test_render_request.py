@@ -8,8 +8,14 @@ from pathlib import Path
 import pytest
 
 from farmplug.errors import ConfigError, FarmplugError, RenderError
-from farmplug.render import BlenderRenderer, RenderRequest, Renderer, frame_path, frame_paths
-from farmplug.render import _blender_child
+from farmplug.render import (
+    BlenderRenderer,
+    Renderer,
+    RenderRequest,
+    _blender_child,
+    frame_path,
+    frame_paths,
+)
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,12 @@ from farmplug.report import (
     tonemap_png,
     write_report,
 )
-from farmplug.report.html import format_core_time, format_frames, format_psnr, format_ratio
+from farmplug.report.html import (
+    format_core_time,
+    format_frames,
+    format_psnr,
+    format_ratio,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 CHECK_FRAMES = (7, 42)

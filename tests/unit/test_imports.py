@@ -1,0 +1,31 @@
+"""Importing farmplug (and its CLI) stays cheap: no torch, bpy, OIDN or FLIP at import time."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("torch", "bpy", "pyoidn", "flip_evaluator", "skimage")
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["farmplug", "farmplug.cli", "farmplug.models", "farmplug.graph", "farmplug.integrations.local", "farmplug.stages"],
+)
+def test_import_does_not_pull_heavy_packages(module):
+    pytest.importorskip("torch", reason="torch not installed: nothing to check")
+    code = f"import sys, json, {module}; print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert json.loads(out.strip().splitlines()[-1]) == []
+
+
+def test_stage_registry_lists_builtins_and_rejects_unknown():
+    from farmplug.errors import FarmplugError
+    from farmplug.models import DenoiseConfig
+    from farmplug.stages import available_stages, create_stage
+
+    assert "denoise:oidn" in available_stages()
+    bad = DenoiseConfig.model_construct(kind="denoise", backend="optix")
+    with pytest.raises(FarmplugError, match=r"unknown stage denoise:optix; available: denoise:oidn"):
+        create_stage(bad)
