@@ -21,8 +21,12 @@ log = logging.getLogger("farmplug")
 FARMS = ("local",)
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks and debug logging")
+def _add_common(p: argparse.ArgumentParser, *, top: bool = False) -> None:
+    # Sub-commands suppress the default so `farmplug -v run ...` and `farmplug run ... -v` both work.
+    p.add_argument(
+        "-v", "--verbose", action="store_true", default=False if top else argparse.SUPPRESS,
+        help="show tracebacks and debug logging",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Render less, fill the gap with AI post-processing on the farm, and prove the savings.",
     )
     parser.add_argument("--version", action="version", version=f"farmplug {__version__}")
-    _add_common(parser)
+    _add_common(parser, top=True)
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     demo = verbs.add_parser("demo", help="build a Blender shot, render it cheaply, denoise, measure, report")

@@ -29,8 +29,11 @@ def parse_frames(spec: str) -> list[int]:
     return sorted(set(frames))
 
 
-def format_frames(frames: list[int]) -> str:
-    """The shortest ``A-B,C`` text for a frame list (inverse of :func:`parse_frames` for step 1)."""
+def format_frames(frames: list[int], *, sep: str = ",", dash: str = "-") -> str:
+    """The shortest ``A-B,C`` text for a frame list (inverse of :func:`parse_frames` for step 1).
+
+    ``sep`` and ``dash`` change the punctuation for display (``"1–3, 10"``).
+    """
     if not frames:
         return ""
     frames = sorted(set(frames))
@@ -40,10 +43,10 @@ def format_frames(frames: list[int]) -> str:
         if f is not None and f == prev + 1:
             prev = f
             continue
-        pieces.append(str(start) if start == prev else f"{start}-{prev}")
+        pieces.append(str(start) if start == prev else f"{start}{dash}{prev}")
         if f is not None:
             start = prev = f
-    return ",".join(pieces)
+    return sep.join(pieces)
 
 
 def chunk(frames: list[int], size: int) -> list[list[int]]:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import jinja2
 
+from farmplug.frames import format_frames as _format_frames
 from farmplug.report.model import FrameQuality, QualityFigures, Report, StageCost
 from farmplug.schema import atomic_write_text
 
@@ -86,19 +87,7 @@ def format_ssim(value: float) -> str:
 
 def format_frames(frames: list[int]) -> str:
     """Frame numbers as a short list with ranges: ``[1, 2, 3, 10]`` -> ``"1–3, 10"``."""
-    if not frames:
-        return "none"
-    ordered = sorted(set(frames))
-    parts: list[str] = []
-    start = prev = ordered[0]
-    for frame in ordered[1:] + [None]:
-        if frame is not None and frame == prev + 1:
-            prev = frame
-            continue
-        parts.append(str(start) if start == prev else f"{start}–{prev}")
-        if frame is not None:
-            start = prev = frame
-    return ", ".join(parts)
+    return _format_frames(frames, sep=", ", dash="–") or "none"
 
 
 def _number(value: float) -> str:

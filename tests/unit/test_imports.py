@@ -29,3 +29,20 @@ def test_stage_registry_lists_builtins_and_rejects_unknown():
     bad = DenoiseConfig.model_construct(kind="denoise", backend="optix")
     with pytest.raises(FarmplugError, match=r"unknown stage denoise:optix; available: denoise:oidn"):
         create_stage(bad)
+
+
+@pytest.mark.parametrize("argv", [["-v", "report", "nowhere"], ["report", "nowhere", "-v"]], ids=["before", "after"])
+def test_verbose_flag_shows_the_traceback_wherever_it_is_placed(argv, tmp_path):
+    from farmplug.cli import main
+    from farmplug.errors import FarmplugError
+
+    with pytest.raises(FarmplugError, match="graph.json: file not found"):
+        main([a if a != "nowhere" else str(tmp_path / "nowhere") for a in argv])
+
+
+def test_without_verbose_an_error_is_one_line(tmp_path, capsys):
+    from farmplug.cli import main
+
+    assert main(["report", str(tmp_path / "nowhere")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "graph.json: file not found" in err
