@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--samples", type=int, default=None, help="full-quality samples per pixel")
     demo.add_argument("--samples-factor", type=float, default=None, help="plan samples = full samples x this")
     demo.add_argument("--threads", type=int, default=None, help="render threads (default: all cores)")
+    demo.add_argument("--frame-step", type=int, default=None, help="render every Nth frame, interpolate the rest")
+    demo.add_argument("--guided", action="store_true", default=None, help="inbetween: guide with cheap aux renders")
 
     plan = verbs.add_parser("plan", help="write a plan for a shot (reduced samples + denoise, check frames)")
     _add_common(plan)
@@ -56,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--check-frames", default=None, help="frames rendered at full quality as evidence, e.g. 1,12,24")
     plan.add_argument("--chunk-size", type=int, default=8)
     plan.add_argument("--flip-target", type=float, default=0.1, help="mean HDR-FLIP allowed on check frames")
+    plan.add_argument("--frame-step", type=int, default=1, help="render every Nth frame and interpolate the rest")
+    plan.add_argument("--guided", action="store_true", help="inbetween: render cheap aux passes of the in-between frames")
     plan.add_argument("--json", action="store_true", help="print the plan and its task list as JSON")
 
     submit = verbs.add_parser("submit", help="compile a plan into a job graph and submit it to a farm")
@@ -76,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--frames", required=True, help="A-B, A-BxSTEP or a comma list")
     render.add_argument("--samples", type=int, default=None)
     render.add_argument("--resolution-percentage", type=int, default=100)
-    render.add_argument("--passes", default="", help="comma list of albedo,normal,depth,motion")
+    render.add_argument("--passes", default="", help="comma list of albedo,normal,depth,motion,object_index,material_index")
     render.add_argument("--threads", type=int, default=None)
     render.add_argument("--layout", choices=("multipart", "singlepart"), default="multipart")
     _add_task_args(render)
@@ -96,6 +100,29 @@ def build_parser() -> argparse.ArgumentParser:
     denoise.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None)
     denoise.add_argument("--require-aux", action="store_true", help="fail instead of warning when albedo/normal are missing")
     _add_task_args(denoise)
+
+    inb = what.add_parser("inbetween", help="interpolate the frames between keyframes from motion vectors and depth")
+    _add_common(inb)
+    inb.add_argument("--input", required=True, help="keyframe pattern (#### or %%04d); needs depth and Vector passes")
+    inb.add_argument("--output", required=True, help="pattern for the in-between frames that pass the confidence check")
+    inb.add_argument("--frames", required=True, help="range A-B: keyframes are A, A+STEP, ... and B")
+    inb.add_argument("--step", type=int, required=True, help="keyframe step (2 renders every other frame)")
+    inb.add_argument("--plan", type=Path, default=None, help="take the inbetween settings from this plan")
+    inb.add_argument("--guide", default=None, help="pattern of cheap aux renders (depth, Vector) of the in-between frames")
+    inb.add_argument("--confidence", type=Path, default=None, help="write the per-frame verdicts here (JSON)")
+    inb.add_argument("--rejected", default=None, help="also write frames that fail the check here, for inspection")
+    inb.add_argument("--threshold", type=float, default=None, help="frame confidence needed to deliver a frame (0-1)")
+    inb.add_argument("--fallback", choices=("render", "error"), default=None,
+                     help="keyframes missing passes: list their frames for rendering (render) or stop (error)")
+    inb.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None)
+    _add_task_args(inb)
+
+    fallback = what.add_parser("fallback", help="render for real the frames an inbetween task could not vouch for")
+    _add_common(fallback)
+    fallback.add_argument("--plan", type=Path, required=True)
+    fallback.add_argument("--confidence", type=Path, required=True, help="the inbetween task's verdicts (JSON)")
+    fallback.add_argument("--run-dir", type=Path, required=True)
+    _add_task_args(fallback)
 
     report = verbs.add_parser("report", help="build the savings report of a finished run folder")
     _add_common(report)
@@ -157,15 +184,8 @@ def cmd_run_render(args: argparse.Namespace) -> int:
 
 
 def _denoise_config(args: argparse.Namespace):
-    from farmplug.models import DenoiseConfig, load_plan
+    from farmplug.models import DenoiseConfig
 
-    config = DenoiseConfig()
-    if args.plan is not None:
-        plan, _shot, _ = load_plan(args.plan)
-        found = [s for s in plan.stages if s.kind == "denoise"]
-        if not found:
-            raise FarmplugError("the plan has no denoise stage", path=args.plan)
-        config = found[0]
     updates = {
         "quality": args.quality,
         "clean_aux": args.clean_aux,
@@ -173,7 +193,7 @@ def _denoise_config(args: argparse.Namespace):
         "device": args.device,
         "missing_aux": "error" if args.require_aux else None,
     }
-    return config.model_copy(update={k: v for k, v in updates.items() if v is not None})
+    return _stage_config(args, "denoise", DenoiseConfig(), updates)
 
 
 def cmd_run_denoise(args: argparse.Namespace) -> int:
@@ -192,15 +212,67 @@ def cmd_run_denoise(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stage_config(args: argparse.Namespace, kind: str, default, updates: dict):
+    from farmplug.models import load_plan
+
+    config = default
+    if args.plan is not None:
+        plan, _shot, _ = load_plan(args.plan)
+        config = plan.stage(kind)
+        if config is None:
+            raise FarmplugError(f"the plan has no {kind} stage", path=args.plan)
+    from farmplug.schema import validate_data
+
+    merged = {**config.model_dump(), **{k: v for k, v in updates.items() if v is not None}}
+    return validate_data(type(config), merged, source="command line")
+
+
+def cmd_run_inbetween(args: argparse.Namespace) -> int:
+    from farmplug.frames import parse_frames
+    from farmplug.inbetween.stage import run_inbetween, split_span
+    from farmplug.models import InbetweenConfig
+    from farmplug.progress import progress_bar
+    from farmplug.schema import save_model
+
+    config = _stage_config(
+        args, "inbetween", InbetweenConfig(),
+        {"confidence_threshold": args.threshold, "fallback": args.fallback, "device": args.device},
+    )
+    frames = parse_frames(args.frames)
+    _keys, targets = split_span(frames, args.step)
+    with progress_bar(len(targets), f"inbetween {args.task or ''}".strip()) as bar:
+        record, verdicts = run_inbetween(
+            config, input_pattern=args.input, output_pattern=args.output, frames=frames, step=args.step,
+            confidence_file=args.confidence, guide_pattern=args.guide, rejected_pattern=args.rejected,
+            task=args.task or "inbetween", plan=str(args.plan or ""), progress=lambda _f: bar.update(1),
+        )
+    if args.confidence:
+        save_model(verdicts, args.confidence)
+    _write_timing(args, record)
+    if verdicts.failed:
+        log.warning("frames %s did not pass the confidence check and must be rendered", verdicts.failed)
+    return 0
+
+
+def cmd_run_fallback(args: argparse.Namespace) -> int:
+    from farmplug.fallback import render_fallback_frames
+
+    record = render_fallback_frames(args.plan, args.confidence, args.run_dir, task=args.task or "fallback")
+    _write_timing(args, record)
+    return 0
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     from farmplug.frames import parse_frames
     from farmplug.graph import compile_plan
-    from farmplug.models import Plan, QualityTarget, default_check_frames, load_shot
+    from farmplug.models import DenoiseConfig, InbetweenConfig, Plan, QualityTarget, default_check_frames, load_shot
     from farmplug.schema import save_model
 
     shot = load_shot(args.shot)
     out = args.out or args.shot.with_name("plan.yaml")
-    checks = parse_frames(args.check_frames) if args.check_frames else default_check_frames(shot)
+    stages = [DenoiseConfig()]
+    if args.frame_step > 1:
+        stages.append(InbetweenConfig(guided=args.guided))
     try:
         shot_ref = str(args.shot.absolute().relative_to(out.absolute().parent))
     except ValueError:
@@ -208,10 +280,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
     plan = Plan(
         shot=shot_ref,
         samples_factor=args.samples_factor,
-        check_frames=checks,
+        frame_step=args.frame_step,
+        stages=stages,
         chunk_size=args.chunk_size,
         quality_target=QualityTarget(flip_mean_max=args.flip_target),
     )
+    keys = frozenset(plan.keyframes(shot)) if args.frame_step > 1 else frozenset()
+    checks = parse_frames(args.check_frames) if args.check_frames else default_check_frames(shot, avoid=keys)
+    plan.check_frames = checks
     save_model(plan, out)
     graph = compile_plan(plan, shot, plan_file=out, shot_file=args.shot, run_dir=out.parent / f"run-{shot.name}")
     if args.json:
@@ -280,6 +356,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         for k, v in {
             "frames": args.frames, "width": args.width, "height": args.height, "samples": args.samples,
             "samples_factor": args.samples_factor, "threads": args.threads,
+            "frame_step": args.frame_step, "guided": args.guided,
         }.items()
         if v is not None
     }
@@ -290,7 +367,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def dispatch(args: argparse.Namespace) -> int:
     if args.verb == "run":
-        return {"render": cmd_run_render, "denoise": cmd_run_denoise}[args.what](args)
+        runners = {
+            "render": cmd_run_render, "denoise": cmd_run_denoise,
+            "inbetween": cmd_run_inbetween, "fallback": cmd_run_fallback,
+        }
+        return runners[args.what](args)
     return {"demo": cmd_demo, "plan": cmd_plan, "submit": cmd_submit, "report": cmd_report}[args.verb](args)
 
 

@@ -15,7 +15,9 @@ from pathlib import Path
 from farmplug.errors import FarmplugError
 from farmplug.graph import compile_plan, save_graph
 from farmplug.models import (
+    DenoiseConfig,
     FrameRangeModel,
+    InbetweenConfig,
     Plan,
     QualityTarget,
     Resolution,
@@ -45,6 +47,8 @@ class DemoSettings:
     chunk_size: int = 8
     check_frames: int = 3
     flip_target: float = 0.1
+    frame_step: int = 1
+    guided: bool = False
 
 
 def write_demo_files(out: Path, settings: DemoSettings) -> tuple[Path, Path]:
@@ -57,14 +61,20 @@ def write_demo_files(out: Path, settings: DemoSettings) -> tuple[Path, Path]:
         samples=settings.samples,
         output="frames/demo.####.exr",
     )
+    stages = [DenoiseConfig()]
+    if settings.frame_step > 1:
+        stages.append(InbetweenConfig(guided=settings.guided))
     plan = Plan(
         shot="shot.yaml",
         samples_factor=settings.samples_factor,
-        check_frames=default_check_frames(shot, settings.check_frames),
+        frame_step=settings.frame_step,
+        stages=stages,
         chunk_size=settings.chunk_size,
         quality_target=QualityTarget(flip_mean_max=settings.flip_target),
         threads=settings.threads,
     )
+    keys = frozenset(plan.keyframes(shot)) if settings.frame_step > 1 else frozenset()
+    plan.check_frames = default_check_frames(shot, settings.check_frames, avoid=keys)
     shot_file, plan_file = out / "shot.yaml", out / "plan.yaml"
     save_model(shot, shot_file)
     save_model(plan, plan_file)

@@ -26,7 +26,7 @@ class Task(StrictModel):
     """One unit of farm work over a chunk of frames."""
 
     id: str
-    kind: Literal["render", "stage"]
+    kind: Literal["render", "stage", "fallback"]
     stage: str = Field(description="render, or the stage kind (denoise, ...)")
     role: Literal["plan", "reference"]
     frames: list[int]
@@ -89,6 +89,9 @@ def run_layout(run_dir: Path, shot: Shot) -> dict[str, str]:
         "render": str(run_dir / "work" / "render" / f"{name}.####.exr"),
         "reference": str(run_dir / "work" / "reference" / f"{name}.####.exr"),
         "final": str(run_dir / shot.output),
+        "guide": str(run_dir / "work" / "guide" / f"{name}.####.exr"),
+        "fallback": str(run_dir / "work" / "fallback" / f"{name}.####.exr"),
+        "rejected": str(run_dir / "work" / "inbetween" / "rejected" / f"{name}.####.exr"),
     }
 
 
@@ -99,16 +102,25 @@ def _chunk_id(prefix: str, frames: list[int]) -> str:
 def compile_plan(plan: Plan, shot: Shot, *, plan_file: Path, shot_file: Path, run_dir: Path) -> JobGraph:
     """Compile a plan into its job graph (no I/O).
 
-    Render chunks of ``plan.chunk_size`` frames at the plan's samples; each stage chunk depends on
-    the chunk before it in the chain (so post work on a chunk can start as soon as its render is
-    done); the check frames are rendered at full quality as reference tasks.
+    The frames rendered for real (every frame, or the keyframes when the plan has a frame step)
+    go in render chunks of ``plan.chunk_size``; each per-frame stage (denoise) chunk depends on
+    its render chunk only, so post work on a chunk starts as soon as its render is done. With an
+    inbetween stage, each inbetween chunk fills the frames from its render chunk's first keyframe
+    up to the next chunk's first keyframe, so it also depends on that next chunk (a one-keyframe
+    offset); a fallback task after it re-renders whatever frames the inbetween could not vouch
+    for. The check frames are rendered at full quality as reference tasks.
     """
     run_dir = Path(run_dir).absolute()
     layout = run_layout(run_dir, shot)
     scene = str(shot.scene_path(shot_file).absolute())
     passes = ",".join(sorted(plan.passes()))
     plan_abs = str(Path(plan_file).absolute())
+    inbetween = plan.stage("inbetween")
+    frame_stages = [s for s in plan.stages if s.kind != "inbetween"]
     tasks: list[Task] = []
+
+    def timing_beside(pattern: str, tid: str) -> str:
+        return str(Path(pattern).parent / f"{tid}{TIMING_SUFFIX}")
 
     def render_task(prefix: str, role: str, frames: list[int], samples: int, pattern: str, with_passes: str) -> Task:
         tid = _chunk_id(prefix, frames)
@@ -121,7 +133,7 @@ def compile_plan(plan: Plan, shot: Shot, *, plan_file: Path, shot_file: Path, ru
             "--resolution-percentage", str(round(plan.resolution_scale * 100)),
             "--task", tid,
             "--role", role,
-            "--timing", str(Path(pattern).parent / f"{tid}{TIMING_SUFFIX}"),
+            "--timing", timing_beside(pattern, tid),
         ]
         if with_passes:
             argv += ["--passes", with_passes]
@@ -130,38 +142,84 @@ def compile_plan(plan: Plan, shot: Shot, *, plan_file: Path, shot_file: Path, ru
         return Task(
             id=tid, kind="render", stage="render", role=role, frames=frames, argv=argv,
             outputs=[str(frame_path(pattern, f)) for f in frames],
-            timing=str(Path(pattern).parent / f"{tid}{TIMING_SUFFIX}"),
+            timing=timing_beside(pattern, tid),
             cores=plan.threads or 0,
         )
 
-    for frames in chunk(shot.frames.frames, plan.chunk_size):
+    def stage_task(stage, frames: list[int], source: str, target: str, depends_on: list[str], extra: list[str]) -> Task:
+        tid = _chunk_id(stage.kind, frames)
+        return Task(
+            id=tid, kind="stage", stage=stage.kind, role="plan", frames=frames, depends_on=depends_on,
+            argv=[
+                "run", stage.kind,
+                "--plan", plan_abs,
+                "--input", source,
+                "--output", target,
+                "--frames", format_frames(frames),
+                "--task", tid,
+                "--timing", timing_beside(target, tid),
+                *extra,
+            ],
+            outputs=[str(frame_path(target, f)) for f in frames],
+            timing=timing_beside(target, tid),
+            gpus=0 if stage.device == "cpu" else 1,
+        )
+
+    rendered = plan.keyframes(shot) if inbetween else shot.frames.frames
+    render_chunks = chunk(rendered, plan.chunk_size)
+    last_of_chunk: list[Task] = []
+    for frames in render_chunks:
         upstream = render_task("render", "plan", frames, plan.samples_for(shot), layout["render"], passes)
         tasks.append(upstream)
         source = layout["render"]
-        for index, stage in enumerate(plan.stages):
-            last = index == len(plan.stages) - 1
+        for index, stage in enumerate(frame_stages):
+            last = index == len(frame_stages) - 1
             target = layout["final"] if last else str(run_dir / "work" / stage.kind / Path(layout["render"]).name)
-            tid = _chunk_id(stage.kind, frames)
-            timing = str(Path(target).parent / f"{tid}{TIMING_SUFFIX}")
+            tasks.append(stage_task(stage, frames, source, target, [upstream.id], []))
+            upstream, source = tasks[-1], target
+        last_of_chunk.append(upstream)
+
+    if inbetween is not None:
+        keyed = layout["final"] if frame_stages else layout["render"]
+        keys = set(rendered)
+        for index, frames in enumerate(render_chunks):
+            if index + 1 < len(render_chunks):
+                span_end = render_chunks[index + 1][0]
+                depends = [last_of_chunk[index].id, last_of_chunk[index + 1].id]
+            else:
+                span_end = frames[-1]
+                depends = [last_of_chunk[index].id]
+            targets = [f for f in range(frames[0], span_end + 1) if f not in keys]
+            if not targets:
+                continue
+            extra = ["--step", str(plan.frame_step), "--confidence", _confidence_file(run_dir, targets)]
+            if inbetween.guided:
+                guide = render_task("guide", "plan", targets, inbetween.guide_samples, layout["guide"], "albedo,depth,motion,normal")
+                tasks.append(guide)
+                depends = [*depends, guide.id]
+                extra += ["--guide", layout["guide"]]
+            span = list(range(frames[0], span_end + 1))
+            task = stage_task(inbetween, span, keyed, layout["final"], depends, extra)
+            # The in-between frames that pass go to the final pattern; the record lists the rest.
+            task.outputs = [_confidence_file(run_dir, targets)]
+            tasks.append(task)
+            tid = _chunk_id("fallback", targets)
             tasks.append(
                 Task(
-                    id=tid, kind="stage", stage=stage.kind, role="plan", frames=frames,
-                    depends_on=[upstream.id],
+                    id=tid, kind="fallback", stage="fallback", role="plan", frames=targets, depends_on=[task.id],
                     argv=[
-                        "run", stage.kind,
+                        "run", "fallback",
                         "--plan", plan_abs,
-                        "--input", source,
-                        "--output", target,
-                        "--frames", format_frames(frames),
+                        "--confidence", _confidence_file(run_dir, targets),
+                        "--run-dir", str(run_dir),
                         "--task", tid,
-                        "--timing", timing,
+                        "--timing", timing_beside(layout["fallback"], tid),
                     ],
-                    outputs=[str(frame_path(target, f)) for f in frames],
-                    timing=timing,
-                    gpus=0 if stage.device == "cpu" else 1,
+                    outputs=[str(frame_path(layout["final"], f)) for f in targets],
+                    timing=timing_beside(layout["fallback"], tid),
+                    cores=plan.threads or 0,
                 )
             )
-            upstream, source = tasks[-1], target
 
     # Full-quality reference renders of the check frames: the evidence behind the report.
     for frames in chunk(sorted(plan.check_frames), plan.chunk_size):
@@ -170,6 +228,10 @@ def compile_plan(plan: Plan, shot: Shot, *, plan_file: Path, shot_file: Path, ru
     return JobGraph(
         name=shot.name, run_dir=str(run_dir), plan_file=plan_abs, shot_file=str(Path(shot_file).absolute()), tasks=tasks
     )
+
+
+def _confidence_file(run_dir: Path, targets: list[int]) -> str:
+    return str(run_dir / "work" / "inbetween" / f"{_chunk_id('confidence', targets)}.json")
 
 
 def save_graph(graph: JobGraph, run_dir: Path) -> Path:

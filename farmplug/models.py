@@ -87,7 +87,31 @@ class DenoiseConfig(StrictModel):
         return frozenset({"albedo", "normal"})
 
 
-StageConfig = Annotated[DenoiseConfig, Field(discriminator="kind")]
+class InbetweenConfig(StrictModel):
+    """Inbetween stage settings: interpolate the frames between rendered keyframes.
+
+    Backend ``splat``: forward splatting along the renderer's own motion vectors, depth-ordered,
+    with a per-frame confidence score; frames under ``confidence_threshold`` are re-rendered.
+    """
+
+    kind: Literal["inbetween"] = "inbetween"
+    backend: Literal["splat"] = "splat"
+    confidence_threshold: float = Field(
+        default=0.9, ge=0, le=1, description="frames scoring below this are re-rendered for real"
+    )
+    guided: bool = Field(default=False, description="render cheap aux passes of the in-between frames to guide them")
+    guide_samples: int = Field(default=2, ge=1, le=16, description="samples per pixel of the guide aux render")
+    fallback: Literal["render", "error"] = Field(
+        default="render", description="frames that fail the check (or keyframes missing passes): render them, or stop"
+    )
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    @property
+    def needs(self) -> frozenset[str]:
+        return frozenset({"depth", "motion"})
+
+
+StageConfig = Annotated[DenoiseConfig | InbetweenConfig, Field(discriminator="kind")]
 
 
 class QualityTarget(StrictModel):
@@ -112,12 +136,28 @@ class Plan(StrictModel):
     def _supported(self) -> Plan:
         if self.resolution_scale != 1.0:
             raise ValueError("resolution_scale below 1 needs the upscale stage, which this version does not have")
-        if self.frame_step != 1:
-            raise ValueError("frame_step above 1 needs the inbetween stage, which this version does not have")
         kinds = [s.kind for s in self.stages]
+        if self.frame_step != 1 and "inbetween" not in kinds:
+            raise ValueError("frame_step above 1 needs an inbetween stage (kind: inbetween) to fill the frames between")
+        if self.frame_step == 1 and "inbetween" in kinds:
+            raise ValueError("the inbetween stage needs frame_step of 2 or more")
+        if "inbetween" in kinds and kinds[-1] != "inbetween":
+            raise ValueError(f"the inbetween stage must come last (after denoise), got {kinds}")
         if len(set(kinds)) != len(kinds):
             raise ValueError(f"each stage may appear once, got {kinds}")
         return self
+
+    def stage(self, kind: str):
+        """The config of stage ``kind``, or None when the plan does not have it."""
+        return next((s for s in self.stages if s.kind == kind), None)
+
+    def keyframes(self, shot: Shot) -> list[int]:
+        """Frames rendered for real: every ``frame_step``-th from the first, and always the last."""
+        frames = shot.frames.frames
+        keys = frames[:: self.frame_step]
+        if keys[-1] != frames[-1]:
+            keys.append(frames[-1])
+        return keys
 
     def samples_for(self, shot: Shot) -> int:
         return max(1, round(shot.samples * self.samples_factor))
@@ -127,6 +167,29 @@ class Plan(StrictModel):
         for stage in self.stages:
             needed |= stage.needs
         return frozenset(needed)
+
+
+class FrameConfidence(StrictModel):
+    """The inbetween stage's verdict on one frame."""
+
+    frame: int
+    keyframes: list[int] = Field(description="the two rendered frames it was made from")
+    score: float | None = Field(default=None, description="frame confidence in [0, 1]; None when not interpolated")
+    passed: bool
+    reason: str = ""
+
+
+class ConfidenceRecord(StrictModel):
+    """Written by an inbetween task; its fallback task re-renders the frames that did not pass."""
+
+    schema_version: Literal[1] = 1
+    task: str
+    threshold: float
+    frames: list[FrameConfidence]
+
+    @property
+    def failed(self) -> list[int]:
+        return [f.frame for f in self.frames if not f.passed]
 
 
 def load_shot(path: str | Path) -> Shot:
@@ -158,9 +221,13 @@ def load_plan(path: str | Path) -> tuple[Plan, Shot, Path]:
     return plan, shot, shot_file
 
 
-def default_check_frames(shot: Shot, count: int = 3) -> list[int]:
-    """Frames spread over the shot: first, last and evenly between."""
-    frames = shot.frames.frames
+def default_check_frames(shot: Shot, count: int = 3, *, avoid: frozenset[int] = frozenset()) -> list[int]:
+    """Frames spread over the shot: first, last and evenly between.
+
+    ``avoid`` (the keyframes of a plan with a frame step) is skipped where possible, so the
+    evidence includes interpolated frames rather than only frames rendered for real.
+    """
+    frames = [f for f in shot.frames.frames if f not in avoid] or shot.frames.frames
     if len(frames) <= count:
         return frames
     step = (len(frames) - 1) / (count - 1)
@@ -169,6 +236,7 @@ def default_check_frames(shot: Shot, count: int = 3) -> list[int]:
 
 __all__ = [
     "DenoiseConfig",
+    "InbetweenConfig",
     "Plan",
     "QualityTarget",
     "Shot",

@@ -8,6 +8,7 @@ done) and produces the same frames.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -32,9 +33,19 @@ def task_is_done(task: Task) -> bool:
         record = read_timing(task.timing)
     except ConfigError:
         return False
-    if record.command != task.argv or sorted(f.frame for f in record.frames) != sorted(task.frames):
+    if record.command != task.argv:
         return False
-    return all(image_is_valid(out) for out in task.outputs)
+    return all(_output_is_valid(Path(out)) for out in task.outputs)
+
+
+def _output_is_valid(path: Path) -> bool:
+    if path.suffix == ".json":
+        try:
+            json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return True
+    return image_is_valid(path)
 
 
 def remove_stale_temp_files(task: Task) -> list[Path]:

@@ -131,3 +131,44 @@ def candidates(feature: str, vocabulary: str | None = None) -> tuple[PassName, .
         found.extend(VOCABULARIES[vocab].get(feature, ()))
     found.extend(_PLAIN.get(feature, ()))
     return tuple(found)
+
+
+# How a layer may be resampled in space or time, by pass name (case-insensitive, Blender first).
+# "id" layers hold labels (object/material index, Cryptomatte): they must never be blended.
+_LAYER_KINDS: tuple[tuple[str, str], ...] = (
+    ("vector", "vector"),
+    ("motionvector", "vector"),
+    ("velocity", "vector"),
+    ("depth", "depth"),
+    ("denoising depth", "depth"),
+    ("z", "depth"),
+    ("pz", "depth"),
+    ("zdepth", "depth"),
+    ("normal", "normal"),
+    ("denoising normal", "normal"),
+    ("n", "normal"),
+    ("nn", "normal"),
+    ("normals", "normal"),
+    ("indexob", "id"),
+    ("indexma", "id"),
+    ("crypto", "id"),
+    ("objectid", "id"),
+    ("materialid", "id"),
+    ("id", "id"),
+)
+
+
+def layer_kind(pass_name: str) -> str:
+    """How a pass may be resampled: ``color``, ``depth``, ``normal``, ``vector`` or ``id``.
+
+    Anything not recognised is treated as colour-like (filtered linearly), which is right for
+    beauty, albedo, light groups and other radiometric AOVs. Cryptomatte layers (``CryptoObject00``
+    and friends) are ``id``.
+    """
+    name = pass_name.strip().lower()
+    if name.startswith("crypto"):
+        return "id"
+    for key, kind in _LAYER_KINDS:
+        if name == key:
+            return kind
+    return "color"

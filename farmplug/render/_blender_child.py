@@ -120,6 +120,10 @@ def configure_scene(bpy: Any, request: dict[str, Any]) -> Any:
             layer.use_pass_z = True
         if "motion" in passes:
             layer.use_pass_vector = True
+        if "object_index" in passes:
+            layer.use_pass_object_index = True
+        if "material_index" in passes:
+            layer.use_pass_material_index = True
     if "motion" in passes:
         # Cycles only writes the vector pass when motion blur is off.
         render.use_motion_blur = False

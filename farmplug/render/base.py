@@ -17,7 +17,7 @@ from farmplug.errors import ConfigError, FarmplugError
 from farmplug.timing import TimingRecord
 
 #: Render features a request may ask for, beyond the beauty (colour) pass.
-KNOWN_PASSES: frozenset[str] = frozenset({"albedo", "normal", "depth", "motion"})
+KNOWN_PASSES: frozenset[str] = frozenset({"albedo", "normal", "depth", "motion", "object_index", "material_index"})
 
 ExrLayout = Literal["multipart", "singlepart"]
 EXR_LAYOUTS: tuple[str, ...] = ("multipart", "singlepart")

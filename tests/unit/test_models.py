@@ -159,3 +159,44 @@ def test_plan_model_json_schema_is_checked_in():
     import json
 
     assert json.loads(schema.read_text()) == Plan.model_json_schema(), "regenerate with: python scripts/write_schemas.py"
+
+
+def test_frame_step_graph_chains_inbetween_with_a_keyframe_offset_and_a_fallback(tmp_path):
+    write_yaml(tmp_path / "shot.yaml", SHOT)
+    plan_file = write_yaml(tmp_path / "plan.yaml", {
+        "shot": "shot.yaml", "samples_factor": 0.1, "frame_step": 2, "chunk_size": 4, "check_frames": [2, 20],
+        "stages": [{"kind": "denoise"}, {"kind": "inbetween", "guided": True}],
+    })
+    plan, shot, shot_file = load_plan(plan_file)
+    assert plan.keyframes(shot) == [1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 20]
+    assert plan.passes() == {"albedo", "normal", "depth", "motion"}
+    graph = compile_plan(plan, shot, plan_file=plan_file, shot_file=shot_file, run_dir=tmp_path / "run")
+    renders = [t for t in graph.tasks if t.kind == "render" and t.id.startswith("render")]
+    assert [t.frames for t in renders] == [[1, 3, 5, 7], [9, 11, 13, 15], [17, 19, 20]]
+    first = graph.task("inbetween-0001-0009")
+    # It needs keyframe 9 from the next chunk: the one-keyframe offset.
+    assert first.depends_on == ["denoise-0001-0007", "denoise-0009-0015", "guide-0002-0008"]
+    argv = first.argv
+    assert argv[argv.index("--frames") + 1] == "1-9" and argv[argv.index("--step") + 1] == "2"
+    assert argv[argv.index("--input") + 1].endswith("frames/sh010.####.exr")
+    guide = graph.task("guide-0002-0008")
+    assert guide.argv[guide.argv.index("--samples") + 1] == "2"
+    assert guide.frames == [2, 4, 6, 8]
+    fallback = graph.task("fallback-0002-0008")
+    assert fallback.depends_on == ["inbetween-0001-0009"]
+    assert [Path(p).name for p in fallback.outputs] == [f"sh010.{f:04d}.exr" for f in (2, 4, 6, 8)]
+    last = graph.task("inbetween-0017-0020")
+    assert last.depends_on == ["denoise-0017-0020", "guide-0018-0018"]
+    assert graph.task("fallback-0018-0018").frames == [18]
+    # Every frame of the shot is delivered by exactly one task (denoise for keys, fallback for the rest).
+    delivered = [Path(o).name for t in graph.tasks if t.stage in ("denoise", "fallback") for o in t.outputs]
+    assert sorted(delivered) == sorted(f"sh010.{f:04d}.exr" for f in range(1, 21))
+    assert [t.id for t in graph.topological()].index("fallback-0002-0008") > [t.id for t in graph.topological()].index(
+        "denoise-0009-0015"
+    )
+
+
+def test_default_check_frames_avoid_keyframes():
+    shot = Shot.model_validate(SHOT)
+    checks = default_check_frames(shot, 3, avoid=frozenset(range(1, 21, 2)))
+    assert all(f % 2 == 0 for f in checks) and len(checks) == 3
