@@ -195,6 +195,7 @@ def compile_plan(plan: Plan, shot: Shot, *, plan_file: Path, shot_file: Path, ru
             extra = ["--step", str(plan.frame_step), "--confidence", _confidence_file(run_dir, targets)]
             if inbetween.guided:
                 guide = render_task("guide", "plan", targets, inbetween.guide_samples, layout["guide"], "albedo,depth,motion,normal")
+                guide.stage = "guide"
                 tasks.append(guide)
                 depends = [*depends, guide.id]
                 extra += ["--guide", layout["guide"]]

@@ -18,10 +18,12 @@ from pathlib import Path
 
 from farmplug import __version__
 from farmplug.errors import ConfigError, FarmplugError
+from farmplug.frames import format_frames
 from farmplug.graph import JobGraph, load_graph, run_layout
 from farmplug.imageio import read_frame
-from farmplug.models import Plan, Shot, load_plan
+from farmplug.models import ConfidenceRecord, FrameConfidence, Plan, Shot, load_plan
 from farmplug.render.base import frame_path
+from farmplug.schema import load_model
 from farmplug.timing import TimingRecord, read_timing
 
 log = logging.getLogger(__name__)
@@ -111,7 +113,26 @@ def stage_costs(graph: JobGraph, records: dict[str, TimingRecord]):
     ]
 
 
-def measure_check_frames(graph: JobGraph, shot: Shot, plan: Plan, out_dir: Path):
+def load_confidence(graph: JobGraph) -> dict[int, FrameConfidence]:
+    """Every in-between frame's verdict, from the inbetween tasks' confidence records.
+
+    Raises:
+        FarmplugError: a record is missing or corrupt.
+    """
+    verdicts: dict[int, FrameConfidence] = {}
+    for task in graph.tasks:
+        if task.stage != "inbetween":
+            continue
+        path = Path(task.outputs[0])
+        try:
+            record = load_model(ConfidenceRecord, path)
+        except ConfigError as err:
+            raise FarmplugError(f"confidence record of task {task.id} is missing or corrupt: {err}") from None
+        verdicts.update({v.frame: v for v in record.frames})
+    return verdicts
+
+
+def measure_check_frames(graph: JobGraph, shot: Shot, plan: Plan, out_dir: Path, verdicts: dict[int, FrameConfidence]):
     """Quality of the delivered frames (and of the reduced render before post) against the references."""
     from farmplug.quality import measure
     from farmplug.report.images import error_map_png, tonemap_png
@@ -121,16 +142,23 @@ def measure_check_frames(graph: JobGraph, shot: Shot, plan: Plan, out_dir: Path)
     (out_dir / "thumbs").mkdir(parents=True, exist_ok=True)
     rows = []
     for frame in sorted(plan.check_frames):
+        verdict = verdicts.get(frame)
+        source = "rendered" if verdict is None else ("interpolated" if verdict.passed else "fallback")
         ref = read_frame(frame_path(layout["reference"], frame)).feature("color")
         result = read_frame(frame_path(layout["final"], frame)).feature("color")
-        before = read_frame(frame_path(layout["render"], frame)).feature("color")
         if ref.shape != result.shape:
             raise FarmplugError(f"frame {frame}: result {result.shape[:2]} and reference {ref.shape[:2]} differ in size")
         res_q, err_map = measure(ref, result, error_map=True)
-        before_q = measure(ref, before) if before.shape == ref.shape else None
         names = {k: f"thumbs/{shot.name}.{frame:04d}.{k}.png" for k in ("reference", "before_post", "result", "flip")}
+        before_q = None
+        reduced = {"rendered": layout["render"], "fallback": layout["fallback"]}.get(source)
+        if reduced is not None:
+            before = read_frame(frame_path(reduced, frame)).feature("color")
+            before_q = measure(ref, before) if before.shape == ref.shape else None
+            tonemap_png(before, out_dir / names["before_post"])
+        else:
+            del names["before_post"]
         tonemap_png(ref, out_dir / names["reference"])
-        tonemap_png(before, out_dir / names["before_post"])
         tonemap_png(result, out_dir / names["result"])
         error_map_png(err_map, out_dir / names["flip"])
         rows.append(
@@ -139,6 +167,8 @@ def measure_check_frames(graph: JobGraph, shot: Shot, plan: Plan, out_dir: Path)
                 result=QualityFigures(**res_q.as_dict()),
                 before_post=QualityFigures(**before_q.as_dict()) if before_q else None,
                 thumbnails=names,
+                source=source,
+                confidence=verdict.score if verdict is not None else None,
             )
         )
     if not rows:
@@ -152,6 +182,32 @@ def measure_check_frames(graph: JobGraph, shot: Shot, plan: Plan, out_dir: Path)
     return QualitySummary(
         flip_mean=flip_mean, flip_p95=mean("flip_p95"), psnr_mean=mean("psnr"), ssim_mean=mean("ssim"),
         flip_target=target, meets_target=flip_mean <= target, frames=rows,
+    )
+
+
+def inbetween_summary(graph: JobGraph, records: dict[str, TimingRecord], shot: Shot, plan: Plan, verdicts):
+    """What the frame step saved, and which frames went back to render."""
+    from farmplug.report.model import InbetweenSummary
+
+    inbetween = plan.stage("inbetween")
+    if inbetween is None:
+        return None
+    keys = plan.keyframes(shot)
+    # Measured cost per keyframe of the reduced render and its per-frame post stages.
+    keyed = [records[t.id] for t in graph.tasks
+             if t.role == "plan" and t.kind in ("render", "stage") and t.stage not in ("inbetween", "guide")]
+    per_key = sum(r.cpu_s for r in keyed) / len(keys)
+    every_frame = per_key * len(shot.frames.frames)
+    plan_cost = sum(records[t.id].cpu_s for t in graph.tasks if t.role == "plan")
+    scores = [v.score for v in verdicts.values() if v.score is not None]
+    return InbetweenSummary(
+        frame_step=plan.frame_step,
+        threshold=inbetween.confidence_threshold,
+        interpolated=sorted(f for f, v in verdicts.items() if v.passed),
+        fallback=sorted(f for f, v in verdicts.items() if not v.passed),
+        mean_score=sum(scores) / len(scores) if scores else None,
+        core_seconds_every_frame=every_frame,
+        extra_saving_core_seconds=every_frame - plan_cost,
     )
 
 
@@ -170,7 +226,9 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None):
     plan, shot, _ = load_plan(graph.plan_file)
     records = load_records(graph)
     savings = compute_savings(graph, records, shot, plan)
-    quality = measure_check_frames(graph, shot, plan, out_dir)
+    verdicts = load_confidence(graph)
+    quality = measure_check_frames(graph, shot, plan, out_dir, verdicts)
+    inbetween = inbetween_summary(graph, records, shot, plan, verdicts)
     hosts = sorted({r.host for r in records.values()})
     notes = []
     if len(hosts) > 1:
@@ -178,6 +236,11 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None):
     warnings = [r for r in records.values() if r.settings.get("device") not in (None, "cpu")]
     if warnings:
         notes.append("Some stages ran on a GPU; their GPU-seconds are not part of the CPU core-second totals.")
+    if inbetween is not None and inbetween.fallback:
+        notes.append(
+            f"{len(inbetween.fallback)} interpolated frame(s) scored under the confidence threshold and were "
+            f"rendered for real instead: {format_frames(inbetween.fallback, sep=', ')}."
+        )
     report = Report(
         generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
         farmplug_version=__version__,
@@ -197,6 +260,7 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None):
             host=hosts[0] if len(hosts) == 1 else ", ".join(hosts), cores=max(r.cores for r in records.values()),
             cpu=_cpu_model(), platform=f"{platform.system()} {platform.release()} / Python {platform.python_version()}",
         ),
+        inbetween=inbetween,
         notes=notes,
     )
     _json, html = write_report(report, out_dir, out_dir)

@@ -156,7 +156,13 @@ def _frame_view(frame: FrameQuality, run_dir: Path, captions: dict[str, str]) ->
     rows: list[tuple[str, QualityFigures]] = [("Result", frame.result)]
     if frame.before_post is not None:
         rows.append(("Before post", frame.before_post))
-    return {"frame": frame.frame, "thumbnails": thumbnails, "rows": rows}
+    source = {
+        "rendered": "rendered",
+        "interpolated": "interpolated" + (f" · confidence {frame.confidence:.3f}" if frame.confidence is not None else ""),
+        "fallback": "re-rendered: interpolation failed its confidence check"
+        + (f" ({frame.confidence:.3f})" if frame.confidence is not None else ""),
+    }[frame.source]
+    return {"frame": frame.frame, "thumbnails": thumbnails, "rows": rows, "source": source, "kind": frame.source}
 
 
 def _bars(report: Report) -> tuple[list[Bar], list[tuple[str, str]]]:

@@ -46,6 +46,8 @@ class FrameQuality(StrictModel):
     result: QualityFigures
     before_post: QualityFigures | None = None
     thumbnails: dict[str, str] = Field(default_factory=dict)
+    source: Literal["rendered", "interpolated", "fallback"] = "rendered"
+    confidence: float | None = None
 
 
 class QualitySummary(StrictModel):
@@ -164,6 +166,29 @@ class MachineInfo(StrictModel):
     platform: str
 
 
+class InbetweenSummary(StrictModel):
+    """What the inbetween stage did: frames interpolated, frames sent back to render, what it saved.
+
+    Attributes:
+        frame_step: Every how many frames a frame was rendered.
+        threshold: Frame confidence needed to deliver an interpolated frame.
+        interpolated: Frames delivered as interpolated.
+        fallback: Frames the stage could not vouch for, rendered for real instead.
+        mean_score: Mean frame confidence over every interpolated candidate.
+        core_seconds_every_frame: What rendering and post-processing every frame at the plan's
+            reduced settings would have cost (measured per-frame cost of the keyframes x all frames).
+        extra_saving_core_seconds: That, minus what the plan cost: the saving the frame step adds.
+    """
+
+    frame_step: int
+    threshold: float
+    interpolated: list[int]
+    fallback: list[int]
+    mean_score: float | None
+    core_seconds_every_frame: float
+    extra_saving_core_seconds: float
+
+
 class Report(StrictModel):
     """Everything the savings report shows; serialised as ``report.json``."""
 
@@ -176,4 +201,5 @@ class Report(StrictModel):
     quality: QualitySummary
     costs: list[StageCost]
     machine: MachineInfo
+    inbetween: InbetweenSummary | None = None
     notes: list[str] = Field(default_factory=list)
