@@ -1,0 +1,352 @@
+"""Render-aware interpolation on synthetic renders with exact depth, vectors and ids."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from farmplug.errors import FarmplugError  # noqa: E402
+from farmplug.inbetween.interpolate import (  # noqa: E402
+    Guide,
+    InterpolationSettings,
+    Keyframe,
+    Layer,
+    interpolate,
+    resolve_device,
+)
+from farmplug.inbetween.vectors import join_blender_vectors, split_blender_vectors  # noqa: E402
+from farmplug.quality import tonemap  # noqa: E402
+
+CPU = InterpolationSettings(device="cpu")
+BACKGROUND_DEPTH = 100.0
+
+
+@dataclass(frozen=True)
+class Box:
+    """A textured square moving at constant velocity (or along a custom path)."""
+
+    x: float
+    y: float
+    size: int
+    vx: float
+    vy: float
+    depth: float
+    ident: float
+    hue: tuple[float, float, float] = (1.0, 0.6, 0.2)
+    path: object = None  # frame -> (x, y): overrides constant velocity
+
+    def at(self, t: int) -> tuple[float, float]:
+        if self.path is not None:
+            return self.path(t)
+        return self.x + self.vx * t, self.y + self.vy * t
+
+
+def _texture(u: np.ndarray, v: np.ndarray, hue: tuple[float, float, float]) -> np.ndarray:
+    """A smooth texture (bilinear splatting reproduces it well) in object coordinates."""
+    base = 0.5 + 0.4 * np.sin(u * 0.9) * np.cos(v * 0.7)
+    return np.stack([base * hue[0], (1 - base) * hue[1] + 0.1, base * hue[2] + 0.05], axis=-1)
+
+
+def render(
+    t: int, boxes: list[Box], size: tuple[int, int] = (48, 48), pan: float = 0.0, alpha_background: float = 1.0,
+) -> dict[str, np.ndarray]:
+    """Exact colour (premultiplied RGBA), depth, vectors, ids and normals of frame ``t``."""
+    h, w = size
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    color = np.zeros((h, w, 4), np.float32)
+    color[..., :3] = _texture(xs - pan * t, ys, (0.3, 0.5, 0.9)) * alpha_background
+    color[..., 3] = alpha_background
+    depth = np.full((h, w), BACKGROUND_DEPTH, np.float32)
+    to_prev = np.zeros((h, w, 2), np.float32)
+    to_next = np.zeros((h, w, 2), np.float32)
+    to_prev[..., 0], to_next[..., 0] = -pan, pan
+    ids = np.zeros((h, w, 1), np.float32)
+    normal = np.zeros((h, w, 3), np.float32)
+    normal[..., 2] = 1.0
+    for box in sorted(boxes, key=lambda b: -b.depth):
+        x0, y0 = box.at(t)
+        px, nx = np.subtract(box.at(t - 1), (x0, y0)), np.subtract(box.at(t + 1), (x0, y0))
+        inside = (xs >= x0) & (xs < x0 + box.size) & (ys >= y0) & (ys < y0 + box.size)
+        color[inside, :3] = _texture(xs - x0, ys - y0, box.hue)[inside]
+        color[inside, 3] = 1.0
+        depth[inside] = box.depth
+        to_prev[inside] = px
+        to_next[inside] = nx
+        ids[inside] = box.ident
+        tilt = np.stack([np.sin((xs - x0) * 0.3), np.cos((ys - y0) * 0.2), np.ones_like(xs)], -1)
+        normal[inside] = (tilt / np.linalg.norm(tilt, axis=-1, keepdims=True))[inside]
+    return {"color": color, "depth": depth, "to_prev": to_prev, "to_next": to_next, "id": ids, "normal": normal}
+
+
+def keyframe(t: int, frame: dict[str, np.ndarray], layers: bool = True) -> Keyframe:
+    extra = {"object_index": Layer(frame["id"], "id"), "normal": Layer(frame["normal"], "normal")} if layers else {}
+    return Keyframe(t, frame["color"], frame["depth"], frame["to_prev"], frame["to_next"], extra)
+
+
+def guide(frame: dict[str, np.ndarray], color: np.ndarray | None = None) -> Guide:
+    return Guide(frame["depth"], frame["to_prev"], frame["to_next"], color=color)
+
+
+def psnr(ref: np.ndarray, test: np.ndarray, mask: np.ndarray | None = None) -> float:
+    err = (tonemap(ref[..., :3]) - tonemap(test[..., :3])) ** 2
+    err = err[mask] if mask is not None else err
+    return 10 * math.log10(1 / max(float(err.mean()), 1e-12))
+
+
+MOVING = [Box(6, 10, 16, 2.0, 1.0, 10.0, 3.0)]
+
+
+def test_translating_square_matches_the_shifted_image_and_beats_a_crossfade():
+    a, b = render(0, MOVING), render(4, MOVING)
+    out = interpolate(keyframe(0, a), keyframe(4, b), [1, 2, 3], settings=CPU)
+    assert [o.frame for o in out] == [1, 2, 3]
+    for result in out:
+        truth = render(result.frame, MOVING)
+        s = result.frame / 4
+        fade = (1 - s) * a["color"] + s * b["color"]
+        assert psnr(truth["color"], result.color) > 40, result.frame
+        assert psnr(truth["color"], result.color) > psnr(truth["color"], fade) + 15
+        np.testing.assert_allclose(result.depth, truth["depth"], rtol=1e-3)
+        np.testing.assert_allclose(result.to_next, truth["to_next"], atol=1e-3)
+        np.testing.assert_allclose(result.to_prev, truth["to_prev"], atol=1e-3)
+        assert result.score > 0.75 and 0 <= result.score <= 1
+
+
+def test_front_object_wins_where_objects_cross_never_a_ghost():
+    boxes = [Box(4, 14, 14, 4.0, 0.0, 5.0, 1.0, (1.0, 0.1, 0.1)), Box(30, 14, 14, -4.0, 0.0, 20.0, 2.0, (0.1, 1.0, 0.1))]
+    out = interpolate(keyframe(0, render(0, boxes)), keyframe(4, render(4, boxes)), [2], settings=CPU)[0]
+    truth = render(2, boxes)
+    front = truth["id"][..., 0] == 1.0
+    assert front.sum() > 100
+    np.testing.assert_allclose(out.color[front], truth["color"][front], atol=2e-3)
+    np.testing.assert_array_equal(out.layers["object_index"][front], 1.0)
+    assert psnr(truth["color"], out.color) > 35
+
+
+def test_id_layers_only_hold_input_values_and_normals_are_unit_length():
+    boxes = [Box(3.3, 7.7, 13, 1.7, 2.3, 10.0, 3.0), Box(25, 20, 11, -2.6, -0.4, 6.0, 7.0)]
+    a, b = render(0, boxes), render(5, boxes)
+    outs = interpolate(keyframe(0, a), keyframe(5, b), [1, 2, 3, 4], settings=CPU)
+    allowed = set(np.unique(a["id"])) | set(np.unique(b["id"]))
+    for out in outs:
+        assert set(np.unique(out.layers["object_index"])) <= allowed
+        norms = np.linalg.norm(out.layers["normal"], axis=-1)
+        np.testing.assert_allclose(norms, 1.0, atol=1e-4)
+        assert out.layers["object_index"].shape == (48, 48, 1)
+
+
+def test_premultiplied_alpha_stays_consistent():
+    boxes = [Box(6, 10, 16, 2.0, 1.0, 10.0, 3.0)]
+    a, b = render(0, boxes, alpha_background=0.0), render(4, boxes, alpha_background=0.0)
+    out = interpolate(keyframe(0, a), keyframe(4, b), [1, 2, 3], settings=CPU)
+    for result in out:
+        alpha = result.color[..., 3]
+        assert alpha.min() >= 0 and alpha.max() <= 1 + 1e-5
+        assert (result.color[..., :3] <= alpha[..., None] * 1.0 + 1e-4).all()
+        empty = alpha < 1e-4
+        assert empty.sum() > 500
+        assert np.abs(result.color[empty, :3]).max() < 1e-4
+
+
+def test_large_disocclusion_scores_low_and_a_pan_scores_high():
+    pan = interpolate(keyframe(0, render(0, [], pan=1.0)), keyframe(4, render(4, [], pan=1.0)), [2], settings=CPU)[0]
+    big = [Box(0, 6, 36, 6.0, 0.0, 10.0, 1.0)]
+    a, b = render(0, big), render(4, big)
+    dis = interpolate(keyframe(0, a), keyframe(4, b), [2], settings=CPU)[0]
+    assert pan.score > 0.9, pan.stats
+    assert dis.score < pan.score - 0.25, (dis.score, dis.stats)
+    # Background revealed since frame 0 is seen by keyframe B only.
+    revealed = (a["id"][..., 0] == 1) & (render(2, big)["id"][..., 0] == 0)
+    assert revealed.sum() > 50
+    assert dis.confidence[revealed].max() < 0.5
+    assert dis.stats["disoccluded"] > 0.1
+
+
+def test_non_finite_source_pixels_do_not_spread():
+    a, b = render(0, MOVING), render(4, MOVING)
+    clean = interpolate(keyframe(0, a), keyframe(4, b), [2], settings=CPU)[0]
+    bad = {k: v.copy() for k, v in a.items()}
+    bad["color"][40, 40, 0] = np.nan
+    bad["depth"][30, 3] = np.inf
+    bad["to_next"][5, 40] = np.nan
+    out = interpolate(keyframe(0, bad), keyframe(4, b), [2], settings=CPU)[0]
+    for value in [out.color, out.depth, out.to_prev, out.to_next, out.confidence, *out.layers.values()]:
+        assert np.isfinite(value).all()
+    changed = np.abs(out.color - clean.color).max(axis=-1) > 1e-6
+    assert changed.sum() <= 3 * 9, changed.sum()
+    near = np.zeros_like(changed)
+    for y, x in ((40, 40), (30, 3), (5, 40)):
+        near[y - 2 : y + 3, x - 2 : x + 3] = True
+    assert not (changed & ~near).any()
+    assert out.confidence[40, 40] < clean.confidence[40, 40]
+    assert out.stats["invalid_sources"] == 3
+
+
+def _oscillating() -> tuple[list[Box], dict[int, dict[str, np.ndarray]]]:
+    """A box at the same place in both keyframes but elsewhere in between: the background
+    behind it is hidden in both keyframes and only a guide can say what is there."""
+    positions = {-1: (10, 14), 0: (12, 14), 1: (20, 14), 2: (28, 14), 3: (20, 14), 4: (12, 14), 5: (10, 14)}
+    boxes = [Box(0, 0, 14, 0, 0, 10.0, 5.0, path=lambda t: positions[t])]
+    return boxes, {t: render(t, boxes) for t in (0, 2, 4)}
+
+
+def test_guide_resolves_what_neither_keyframe_sees():
+    boxes, frames = _oscillating()
+    a, b = keyframe(0, frames[0]), keyframe(4, frames[4])
+    truth = frames[2]
+    unguided = interpolate(a, b, [2], settings=CPU)[0]
+    rng = np.random.default_rng(0)
+    cheap = truth["color"] + rng.normal(0, 0.01, truth["color"].shape).astype(np.float32)
+    guided = interpolate(a, b, [2], guides={2: guide(truth, cheap)}, settings=CPU)[0]
+    hidden = (frames[0]["id"][..., 0] == 5) & (truth["id"][..., 0] == 0)
+    assert hidden.sum() > 100
+    p_un, p_gd = psnr(truth["color"], unguided.color), psnr(truth["color"], guided.color)
+    assert p_gd > p_un + 10, (p_un, p_gd)
+    assert psnr(truth["color"], guided.color, hidden) > 30
+    np.testing.assert_array_equal(guided.depth, truth["depth"])
+    np.testing.assert_array_equal(guided.layers["object_index"], truth["id"])
+    assert unguided.confidence[hidden].mean() < 0.3
+    assert guided.stats["guided"] == 1.0 and unguided.stats["guided"] == 0.0
+
+
+def test_guide_vectors_fix_accelerating_motion_without_a_guide_colour():
+    # Keyframes 0 and 3, target 1: A's splat is exact (one frame), B's assumes constant
+    # velocity over two frames and misplaces the accelerating box (a ghost); the guide's
+    # depth rejects the misplaced splat and its to_prev reaches keyframe A exactly.
+    positions = {-1: (11, 14), 0: (12, 14), 1: (14, 14), 2: (20, 14), 3: (30, 14), 4: (40, 14)}
+    boxes = [Box(0, 0, 12, 0, 0, 10.0, 5.0, path=lambda t: positions[t])]
+    frames = {t: render(t, boxes) for t in (0, 1, 3)}
+    a, b = keyframe(0, frames[0]), keyframe(3, frames[3])
+    unguided = interpolate(a, b, [1], settings=CPU)[0]
+    guided = interpolate(a, b, [1], guides={1: guide(frames[1])}, settings=CPU)[0]
+    p_un, p_gd = psnr(frames[1]["color"], unguided.color), psnr(frames[1]["color"], guided.color)
+    assert p_gd > p_un + 5, (p_un, p_gd)
+    assert p_gd > 35
+    assert guided.score > unguided.score
+
+
+def test_guided_and_unguided_targets_share_one_batch():
+    boxes, frames = _oscillating()
+    a, b = keyframe(0, frames[0]), keyframe(4, frames[4])
+    mixed = interpolate(a, b, [1, 2, 3], guides={2: guide(frames[2])}, settings=CPU)
+    alone = interpolate(a, b, [2], guides={2: guide(frames[2])}, settings=CPU)[0]
+    single = interpolate(a, b, [3], settings=CPU)[0]
+    np.testing.assert_allclose(mixed[1].color, alone.color, atol=1e-5)
+    np.testing.assert_allclose(mixed[2].color, single.color, atol=1e-5)
+
+
+def _with(key: Keyframe, **changes) -> Keyframe:
+    return replace(key, **changes)
+
+
+KEY = keyframe(0, render(0, MOVING))
+OTHER = keyframe(4, render(4, MOVING))
+SMALL = keyframe(4, render(4, MOVING, size=(32, 48)))
+
+
+@pytest.mark.parametrize(
+    ("b", "frames", "message"),
+    [
+        pytest.param(SMALL, [2], "depth is (32, 48)", id="resolution"),
+        pytest.param(_with(OTHER, color=OTHER.color[..., :3]), [2], "colour channels", id="channels"),
+        pytest.param(_with(OTHER, layers={"normal": OTHER.layers["normal"]}), [2], "only in 0: ['object_index']", id="layers"),
+        pytest.param(_with(OTHER, layers={**OTHER.layers, "normal": Layer(OTHER.layers["normal"].data, "color")}), [2],
+                     "layer 'normal' differs", id="layer-kind"),
+        pytest.param(_with(OTHER, to_next=OTHER.to_next[..., :1]), [2], "to_next", id="vectors"),
+        pytest.param(OTHER, [4], "not strictly between", id="frame-at-key"),
+        pytest.param(OTHER, [-1, 2], "not strictly between", id="frame-before"),
+        pytest.param(OTHER, [], "no frames", id="no-frames"),
+        pytest.param(OTHER, [2, 2], "repeat", id="repeated"),
+    ],
+)
+def test_mismatched_inputs_raise(b, frames, message):
+    with pytest.raises(FarmplugError, match=None) as err:
+        interpolate(KEY, b, frames, settings=CPU)
+    assert message in str(err.value)
+
+
+def test_guide_of_the_wrong_size_raises():
+    small = render(2, MOVING, size=(32, 48))
+    with pytest.raises(FarmplugError, match="guide 2"):
+        interpolate(KEY, OTHER, [2], guides={2: guide(small)}, settings=CPU)
+
+
+def test_resolve_device():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(FarmplugError, match="unknown device"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(FarmplugError, match="CUDA is not available"):
+            resolve_device("cuda")
+
+
+def test_blender_vector_layers_are_rederived():
+    a, b = render(0, MOVING), render(4, MOVING)
+    ka = _with(keyframe(0, a), layers={"Vector": Layer(join_blender_vectors(a["to_prev"], a["to_next"]), "vector")})
+    kb = _with(keyframe(4, b), layers={"Vector": Layer(join_blender_vectors(b["to_prev"], b["to_next"]), "vector")})
+    out = interpolate(ka, kb, [2], settings=CPU)[0]
+    to_prev, to_next = split_blender_vectors(out.layers["Vector"])
+    np.testing.assert_allclose(to_prev, out.to_prev)
+    np.testing.assert_allclose(to_next, render(2, MOVING)["to_next"], atol=1e-3)
+
+
+def test_split_and_join_round_trip_for_arrays_and_tensors():
+    motion = np.random.default_rng(1).normal(size=(5, 7, 4)).astype(np.float32)
+    to_prev, to_next = split_blender_vectors(motion)
+    np.testing.assert_array_equal(to_prev, np.stack([motion[..., 0], -motion[..., 1]], -1))
+    np.testing.assert_array_equal(to_next, np.stack([-motion[..., 2], motion[..., 3]], -1))
+    np.testing.assert_array_equal(join_blender_vectors(to_prev, to_next), motion)
+    tp, tn = split_blender_vectors(torch.from_numpy(motion))
+    np.testing.assert_array_equal(tp.numpy(), to_prev)
+    with pytest.raises(FarmplugError, match="X, Y, Z, W"):
+        split_blender_vectors(motion[..., :3])
+
+
+def test_importing_the_vectors_module_does_not_import_torch():
+    code = "import sys, farmplug.inbetween.vectors, farmplug.inbetween; print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+
+
+def _hd_pair(size: tuple[int, int]) -> tuple[Keyframe, Keyframe, dict[str, np.ndarray]]:
+    boxes = [Box(200, 300, 400, 6.0, 2.0, 10.0, 1.0), Box(1200, 500, 300, -8.0, -3.0, 5.0, 2.0)]
+    frames = {t: render(t, boxes, size=size, pan=1.5) for t in (0, 1, 2)}
+    return keyframe(0, frames[0]), keyframe(2, frames[2]), frames[1]
+
+
+@pytest.mark.slow
+def test_1080p_cpu_speed():
+    a, b, mid = _hd_pair((1080, 1920))
+    timings = {}
+    for label, guides in (("unguided", None), ("guided", {1: guide(mid, mid["color"])})):
+        interpolate(a, b, [1], guides=guides, settings=CPU)  # warm-up
+        start = time.perf_counter()
+        out = interpolate(a, b, [1], guides=guides, settings=CPU)[0]
+        timings[label] = time.perf_counter() - start
+        assert psnr(mid["color"], out.color) > 30
+    print(f"1080p CPU ({torch.get_num_threads()} threads): " + ", ".join(
+        f"{k} {v:.2f} s = {1 / v:.2f} frames/s" for k, v in timings.items()))
+    assert max(timings.values()) < 20
+
+
+@pytest.mark.gpu
+def test_cuda_matches_cpu():
+    if not torch.cuda.is_available():
+        pytest.skip("CUDA is not available")
+    boxes, frames = _oscillating()
+    a, b = keyframe(0, frames[0]), keyframe(4, frames[4])
+    for guides in (None, {2: guide(frames[2], frames[2]["color"])}):
+        cpu = interpolate(a, b, [1, 2, 3], guides=guides, settings=CPU)
+        gpu = interpolate(a, b, [1, 2, 3], guides=guides, settings=InterpolationSettings(device="cuda"))
+        for c, g in zip(cpu, gpu, strict=True):
+            np.testing.assert_allclose(c.color, g.color, atol=1e-4)
+            np.testing.assert_array_equal(c.layers["object_index"], g.layers["object_index"])
