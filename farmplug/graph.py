@@ -192,7 +192,11 @@ def compile_plan(plan: Plan, shot: Shot, *, plan_file: Path, shot_file: Path, ru
             targets = [f for f in range(frames[0], span_end + 1) if f not in keys]
             if not targets:
                 continue
-            extra = ["--step", str(plan.frame_step), "--confidence", _confidence_file(run_dir, targets)]
+            extra = [
+                "--step", str(plan.frame_step),
+                "--confidence", _confidence_file(run_dir, targets),
+                "--rejected", layout["rejected"],
+            ]
             if inbetween.guided:
                 guide = render_task("guide", "plan", targets, inbetween.guide_samples, layout["guide"], "albedo,depth,motion,normal")
                 guide.stage = "guide"

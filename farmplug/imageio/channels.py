@@ -149,6 +149,8 @@ _LAYER_KINDS: tuple[tuple[str, str], ...] = (
     ("n", "normal"),
     ("nn", "normal"),
     ("normals", "normal"),
+    ("object index", "id"),
+    ("material index", "id"),
     ("indexob", "id"),
     ("indexma", "id"),
     ("crypto", "id"),
