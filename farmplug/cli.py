@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--scene", type=Path, required=True)
     render.add_argument("--output", required=True, help="output pattern with #### or %%04d")
     render.add_argument("--frames", required=True, help="A-B, A-BxSTEP or a comma list")
+    render.add_argument("--within", default=None, help="only the frames of --frames that are in this set")
     render.add_argument("--samples", type=int, default=None)
     render.add_argument("--resolution-percentage", type=int, default=100)
     render.add_argument("--passes", default="", help="comma list of albedo,normal,depth,motion,object_index,material_index")
@@ -90,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     denoise.add_argument("--input", required=True, help="input pattern with #### or %%04d, or one file")
     denoise.add_argument("--output", required=True, help="output pattern, or one file")
     denoise.add_argument("--frames", default=None, help="A-B (required when the patterns have a frame token)")
+    denoise.add_argument("--within", default=None, help="only the frames of --frames that are in this set")
     denoise.add_argument("--plan", type=Path, default=None, help="take the denoise settings from this plan")
     denoise.add_argument("--quality", choices=("default", "fast", "balanced", "high"), default=None)
     denoise.add_argument("--clean-aux", action="store_true", default=None, help="albedo/normal are noise-free")
@@ -105,11 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(inb)
     inb.add_argument("--input", required=True, help="keyframe pattern (#### or %%04d); needs depth and Vector passes")
     inb.add_argument("--output", required=True, help="pattern for the in-between frames that pass the confidence check")
-    inb.add_argument("--frames", required=True, help="range A-B: keyframes are A, A+STEP, ... and B")
-    inb.add_argument("--step", type=int, required=True, help="keyframe step (2 renders every other frame)")
+    inb.add_argument("--frames", required=True, help="frames to make, or a range A-B holding keyframes and the frames between")
+    inb.add_argument("--step", type=int, default=None, help="keyframes every STEP frames of --frames (A, A+STEP, ..., B)")
+    inb.add_argument("--keys", default=None, help="the keyframes, e.g. 1-23x2,24 (instead of --step)")
     inb.add_argument("--plan", type=Path, default=None, help="take the inbetween settings from this plan")
     inb.add_argument("--guide", default=None, help="pattern of cheap aux renders (depth, Vector) of the in-between frames")
     inb.add_argument("--confidence", type=Path, default=None, help="write the per-frame verdicts here (JSON)")
+    inb.add_argument("--confidence-dir", type=Path, default=None,
+                     help="write the verdicts as DIR/confidence-FIRST-LAST.json (for the fallback task)")
     inb.add_argument("--rejected", default=None, help="also write frames that fail the check here, for inspection")
     inb.add_argument("--threshold", type=float, default=None, help="frame confidence needed to deliver a frame (0-1)")
     inb.add_argument("--fallback", choices=("render", "error"), default=None,
@@ -120,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     fallback = what.add_parser("fallback", help="render for real the frames an inbetween task could not vouch for")
     _add_common(fallback)
     fallback.add_argument("--plan", type=Path, required=True)
-    fallback.add_argument("--confidence", type=Path, required=True, help="the inbetween task's verdicts (JSON)")
+    fallback.add_argument("--frames", required=True, help="the in-between frames this task answers for")
+    fallback.add_argument("--confidence-dir", type=Path, required=True, help="folder of the inbetween tasks' verdicts")
     fallback.add_argument("--run-dir", type=Path, required=True)
     _add_task_args(fallback)
 
@@ -132,17 +138,43 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_task_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--task", default=None, help="task id (for the timing record)")
+    p.add_argument("--layer", default=None, help="layer name; the task id is LAYER-FIRST-LAST (e.g. render-0001-0008)")
+    p.add_argument("--task", default=None, help="task id (default: from --layer and the frames)")
     p.add_argument("--role", choices=("plan", "reference"), default="plan")
-    p.add_argument("--timing", type=Path, default=None, help="write the task's timing record here")
+    p.add_argument("--timing", type=Path, default=None, help="timing record path (default: beside the outputs)")
+    p.add_argument("--no-timing", action="store_true", help="do not write a timing record")
 
 
-def _write_timing(args: argparse.Namespace, record) -> None:
+def _task_names(args: argparse.Namespace, frames: list[int], folder: str | Path) -> tuple[str, Path | None]:
+    """The task id and timing-record path: given, or derived from --layer and the frames exactly as the
+    job graph derives them (so a farm can run a chunk knowing only its frames)."""
+    from farmplug.graph import task_id, timing_path
+
+    default_layer = "reference" if getattr(args, "role", "plan") == "reference" and args.what == "render" else args.what
+    tid = args.task or task_id(args.layer or default_layer, frames)
+    if args.no_timing:
+        return tid, None
+    return tid, Path(args.timing) if args.timing else Path(timing_path(folder, tid))
+
+
+def _write_timing(args: argparse.Namespace, record, path: Path | None) -> None:
     from farmplug.timing import write_timing
 
-    if args.timing:
+    if path is not None:
         record.command = list(getattr(args, "argv", []))
-        write_timing(record, args.timing)
+        write_timing(record, path)
+
+
+def _within(args: argparse.Namespace, frames: list[int]) -> list[int]:
+    from farmplug.frames import parse_frames
+
+    if not args.within:
+        return frames
+    allowed = set(parse_frames(args.within))
+    kept = [f for f in frames if f in allowed]
+    if not kept:
+        raise FarmplugError(f"no frame of {args.frames} is in --within {args.within}")
+    return kept
 
 
 # --- verbs -----------------------------------------------------------------------------------
@@ -163,7 +195,8 @@ def cmd_run_render(args: argparse.Namespace) -> int:
     from farmplug.frames import parse_frames
     from farmplug.progress import progress_bar
     from farmplug.render import BlenderRenderer, RenderRequest
-    frames = parse_frames(args.frames)
+    frames = _within(args, parse_frames(args.frames))
+    tid, timing = _task_names(args, frames, Path(args.output).parent)
     passes = frozenset(p.strip() for p in args.passes.split(",") if p.strip())
     request = RenderRequest(
         scene=args.scene,
@@ -174,12 +207,12 @@ def cmd_run_render(args: argparse.Namespace) -> int:
         passes=passes,
         threads=args.threads,
         exr_layout=args.layout,
-        task=args.task or "render",
+        task=tid,
         role=args.role,
     )
-    with progress_bar(len(frames), f"render {args.task or args.scene.name}") as bar:
+    with progress_bar(len(frames), f"render {tid}") as bar:
         record = BlenderRenderer().render(request, progress=lambda _f: bar.update(1))
-    _write_timing(args, record)
+    _write_timing(args, record, timing)
     return 0
 
 
@@ -201,14 +234,12 @@ def cmd_run_denoise(args: argparse.Namespace) -> int:
     from farmplug.runner import frame_jobs, run_stage
 
     config = _denoise_config(args)
-    frames = _frames_for(args, args.input, args.output)
+    frames = _within(args, _frames_for(args, args.input, args.output))
+    tid, timing = _task_names(args, frames, Path(args.output).parent)
     jobs = frame_jobs(args.input, args.output, frames)
-    with progress_bar(len(jobs), f"denoise {args.task or ''}".strip()) as bar:
-        record = run_stage(
-            config, jobs, task=args.task or "denoise", role=args.role,
-            plan=str(args.plan or ""), progress=lambda _f: bar.update(1),
-        )
-    _write_timing(args, record)
+    with progress_bar(len(jobs), f"denoise {tid}") as bar:
+        record = run_stage(config, jobs, task=tid, role=args.role, plan=str(args.plan or ""), progress=lambda _f: bar.update(1))
+    _write_timing(args, record, timing)
     return 0
 
 
@@ -229,7 +260,8 @@ def _stage_config(args: argparse.Namespace, kind: str, default, updates: dict):
 
 def cmd_run_inbetween(args: argparse.Namespace) -> int:
     from farmplug.frames import parse_frames
-    from farmplug.inbetween.stage import run_inbetween, split_span
+    from farmplug.graph import confidence_path
+    from farmplug.inbetween.stage import run_inbetween, split_span, targets_between
     from farmplug.models import InbetweenConfig
     from farmplug.progress import progress_bar
     from farmplug.schema import save_model
@@ -239,26 +271,36 @@ def cmd_run_inbetween(args: argparse.Namespace) -> int:
         {"confidence_threshold": args.threshold, "fallback": args.fallback, "device": args.device},
     )
     frames = parse_frames(args.frames)
-    _keys, targets = split_span(frames, args.step)
-    with progress_bar(len(targets), f"inbetween {args.task or ''}".strip()) as bar:
+    if args.keys:
+        keys, targets = targets_between(frames, parse_frames(args.keys))
+    elif args.step:
+        keys, targets = split_span(frames, args.step)
+    else:
+        raise FarmplugError("give --step N (keyframes every N frames of --frames) or --keys with the keyframes")
+    tid, timing = _task_names(args, targets, Path(args.output).parent)
+    record_file = args.confidence or (Path(confidence_path(args.confidence_dir, targets)) if args.confidence_dir else None)
+    with progress_bar(len(targets), f"inbetween {tid}") as bar:
         record, verdicts = run_inbetween(
-            config, input_pattern=args.input, output_pattern=args.output, frames=frames, step=args.step,
-            confidence_file=args.confidence, guide_pattern=args.guide, rejected_pattern=args.rejected,
-            task=args.task or "inbetween", plan=str(args.plan or ""), progress=lambda _f: bar.update(1),
+            config, input_pattern=args.input, output_pattern=args.output, keys=keys, targets=targets,
+            guide_pattern=args.guide, rejected_pattern=args.rejected,
+            task=tid, plan=str(args.plan or ""), progress=lambda _f: bar.update(1),
         )
-    if args.confidence:
-        save_model(verdicts, args.confidence)
-    _write_timing(args, record)
+    if record_file:
+        save_model(verdicts, record_file)
+    _write_timing(args, record, timing)
     if verdicts.failed:
         log.warning("frames %s did not pass the confidence check and must be rendered", verdicts.failed)
     return 0
 
 
 def cmd_run_fallback(args: argparse.Namespace) -> int:
-    from farmplug.fallback import render_fallback_frames
+    from farmplug.fallback import fallback_timing_folder, render_fallback_frames
+    from farmplug.frames import parse_frames
 
-    record = render_fallback_frames(args.plan, args.confidence, args.run_dir, task=args.task or "fallback")
-    _write_timing(args, record)
+    frames = parse_frames(args.frames)
+    tid, timing = _task_names(args, frames, fallback_timing_folder(args.plan, args.run_dir))
+    record = render_fallback_frames(args.plan, args.confidence_dir, args.run_dir, frames=frames, task=tid)
+    _write_timing(args, record, timing)
     return 0
 
 

@@ -22,18 +22,38 @@ from farmplug.timing import FrameTiming, TimingRecord
 log = logging.getLogger(__name__)
 
 
-def render_fallback_frames(plan_file: Path, confidence_file: Path, run_dir: Path, *, task: str) -> TimingRecord:
-    """Render and post-process the frames listed as failed in ``confidence_file``.
+def fallback_timing_folder(plan_file: Path, run_dir: Path) -> Path:
+    """Where fallback tasks write their timing records (beside the fallback renders)."""
+    _plan, shot, _ = load_plan(plan_file)
+    return Path(run_layout(Path(run_dir).absolute(), shot)["fallback"]).parent
+
+
+def failed_frames(confidence_dir: Path, frames: list[int]) -> list[int]:
+    """The frames of ``frames`` that an inbetween task did not deliver, from every record in the folder.
 
     Raises:
-        FarmplugError: the plan or record is invalid, or a render or stage fails.
+        FarmplugError: a frame has no verdict (its inbetween task has not run) or a record is corrupt.
+    """
+    verdicts = {}
+    for path in sorted(Path(confidence_dir).glob("confidence-*.json")):
+        verdicts.update({v.frame: v for v in load_model(ConfidenceRecord, path).frames})
+    missing = [f for f in frames if f not in verdicts]
+    if missing:
+        raise ConfigError(f"no inbetween verdict for frames {missing}; has the inbetween task run?", path=confidence_dir)
+    return [f for f in frames if not verdicts[f].passed]
+
+
+def render_fallback_frames(plan_file: Path, confidence_dir: Path, run_dir: Path, *, frames: list[int], task: str) -> TimingRecord:
+    """Render and post-process the frames of ``frames`` that the inbetween stage did not deliver.
+
+    Raises:
+        FarmplugError: the plan or a record is invalid, or a render or stage fails.
     """
     from farmplug.render import BlenderRenderer, RenderRequest
     from farmplug.runner import frame_jobs, run_stage
 
     plan, shot, shot_file = load_plan(plan_file)
-    verdicts = load_model(ConfidenceRecord, confidence_file)
-    failed = verdicts.failed
+    failed = failed_frames(confidence_dir, frames)
     started = time.time()
     if not failed:
         log.info("%s: every in-between frame passed; nothing to render", task)

@@ -49,6 +49,30 @@ def format_frames(frames: list[int], *, sep: str = ",", dash: str = "-") -> str:
     return sep.join(pieces)
 
 
+def format_frame_set(frames: list[int]) -> str:
+    """A compact frame set with steps, as farm managers write them: ``1-23x2,24``.
+
+    Runs of three or more frames with a constant step become ``A-BxS`` (``A-B`` for step 1);
+    :func:`parse_frames` reads it back to the same list.
+    """
+    frames = sorted(set(frames))
+    pieces: list[str] = []
+    i = 0
+    while i < len(frames):
+        j = i + 1
+        if j < len(frames):
+            step = frames[j] - frames[i]
+            while j + 1 < len(frames) and frames[j + 1] - frames[j] == step:
+                j += 1
+            if j - i >= 2 or (step == 1 and j - i >= 1):
+                pieces.append(f"{frames[i]}-{frames[j]}" + (f"x{step}" if step != 1 else ""))
+                i = j + 1
+                continue
+        pieces.append(str(frames[i]))
+        i += 1
+    return ",".join(pieces)
+
+
 def chunk(frames: list[int], size: int) -> list[list[int]]:
     """Split frames into consecutive chunks of at most ``size`` frames."""
     if size < 1:

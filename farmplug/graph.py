@@ -7,13 +7,14 @@ what the tasks leave behind.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 
 from farmplug.errors import ConfigError
-from farmplug.frames import chunk, format_frames
+from farmplug.frames import chunk, format_frame_set
 from farmplug.models import Plan, Shot
 from farmplug.render.base import frame_path
 from farmplug.schema import StrictModel, load_model, save_model
@@ -26,6 +27,7 @@ class Task(StrictModel):
     """One unit of farm work over a chunk of frames."""
 
     id: str
+    layer: str = Field(description="tasks of one layer run the same command on different frames")
     kind: Literal["render", "stage", "fallback"]
     stage: str = Field(description="render, or the stage kind (denoise, ...)")
     role: Literal["plan", "reference"]
@@ -95,8 +97,26 @@ def run_layout(run_dir: Path, shot: Shot) -> dict[str, str]:
     }
 
 
-def _chunk_id(prefix: str, frames: list[int]) -> str:
-    return f"{prefix}-{frames[0]:04d}-{frames[-1]:04d}"
+def task_id(layer: str, frames: list[int]) -> str:
+    """The id of the task of ``layer`` over ``frames``: ``render-0001-0008``.
+
+    The CLI derives the same id from ``--layer`` and ``--frames``, so a farm can run a chunk
+    knowing only its frames, and the timing record lands where the graph expects it.
+    """
+    return f"{layer}-{min(frames):04d}-{max(frames):04d}"
+
+
+def timing_path(folder: str | Path, tid: str) -> str:
+    """Where a task's timing record goes: beside its outputs."""
+    return str(Path(folder) / f"{tid}{TIMING_SUFFIX}")
+
+
+def confidence_path(folder: str | Path, targets: list[int]) -> str:
+    """The confidence record of the inbetween task that made ``targets``."""
+    return str(Path(folder) / f"{task_id('confidence', targets)}.json")
+
+
+FRAMES_TOKEN = "{frames}"
 
 
 def compile_plan(plan: Plan, shot: Shot, *, plan_file: Path, shot_file: Path, run_dir: Path) -> JobGraph:
@@ -105,138 +125,216 @@ def compile_plan(plan: Plan, shot: Shot, *, plan_file: Path, shot_file: Path, ru
     The frames rendered for real (every frame, or the keyframes when the plan has a frame step)
     go in render chunks of ``plan.chunk_size``; each per-frame stage (denoise) chunk depends on
     its render chunk only, so post work on a chunk starts as soon as its render is done. With an
-    inbetween stage, each inbetween chunk fills the frames from its render chunk's first keyframe
+    inbetween stage, each inbetween chunk makes the frames from its render chunk's first keyframe
     up to the next chunk's first keyframe, so it also depends on that next chunk (a one-keyframe
     offset); a fallback task after it re-renders whatever frames the inbetween could not vouch
     for. The check frames are rendered at full quality as reference tasks.
+
+    Every task of a layer runs the same command but for ``--frames``: the layer's command has
+    :data:`FRAMES_TOKEN` where a chunk's frames go (see :func:`farm_layers`).
     """
     run_dir = Path(run_dir).absolute()
     layout = run_layout(run_dir, shot)
     scene = str(shot.scene_path(shot_file).absolute())
-    passes = ",".join(sorted(plan.passes()))
     plan_abs = str(Path(plan_file).absolute())
     inbetween = plan.stage("inbetween")
     frame_stages = [s for s in plan.stages if s.kind != "inbetween"]
     tasks: list[Task] = []
 
-    def timing_beside(pattern: str, tid: str) -> str:
-        return str(Path(pattern).parent / f"{tid}{TIMING_SUFFIX}")
-
-    def render_task(prefix: str, role: str, frames: list[int], samples: int, pattern: str, with_passes: str) -> Task:
-        tid = _chunk_id(prefix, frames)
-        argv = [
-            "run", "render",
-            "--scene", scene,
-            "--output", pattern,
-            "--frames", format_frames(frames),
-            "--samples", str(samples),
-            "--resolution-percentage", str(round(plan.resolution_scale * 100)),
-            "--task", tid,
-            "--role", role,
-            "--timing", timing_beside(pattern, tid),
-        ]
-        if with_passes:
-            argv += ["--passes", with_passes]
-        if plan.threads:
-            argv += ["--threads", str(plan.threads)]
+    def make(layer: str, kind: str, stage: str, role: str, template: list[str], frames: list[int], *,
+             outputs: list[str], timing_dir: str, depends_on: list[str] = (), cores: int = 0, gpus: int = 0) -> Task:
+        tid = task_id(layer, frames)
+        argv = [format_frame_set(frames) if a == FRAMES_TOKEN else a for a in template]
         return Task(
-            id=tid, kind="render", stage="render", role=role, frames=frames, argv=argv,
-            outputs=[str(frame_path(pattern, f)) for f in frames],
-            timing=timing_beside(pattern, tid),
-            cores=plan.threads or 0,
+            id=tid, layer=layer, kind=kind, stage=stage, role=role, frames=frames, depends_on=list(depends_on),
+            argv=argv, outputs=outputs, timing=timing_path(timing_dir, tid), cores=cores, gpus=gpus,
         )
 
-    def stage_task(stage, frames: list[int], source: str, target: str, depends_on: list[str], extra: list[str]) -> Task:
-        tid = _chunk_id(stage.kind, frames)
-        return Task(
-            id=tid, kind="stage", stage=stage.kind, role="plan", frames=frames, depends_on=depends_on,
-            argv=[
-                "run", stage.kind,
-                "--plan", plan_abs,
-                "--input", source,
-                "--output", target,
-                "--frames", format_frames(frames),
-                "--task", tid,
-                "--timing", timing_beside(target, tid),
-                *extra,
-            ],
-            outputs=[str(frame_path(target, f)) for f in frames],
-            timing=timing_beside(target, tid),
-            gpus=0 if stage.device == "cpu" else 1,
+    def render_template(layer: str, role: str, samples: int, pattern: str, with_passes: frozenset[str]) -> list[str]:
+        argv = [
+            "run", "render", "--layer", layer, "--role", role,
+            "--scene", scene, "--output", pattern, "--frames", FRAMES_TOKEN,
+            "--samples", str(samples), "--resolution-percentage", str(round(plan.resolution_scale * 100)),
+        ]
+        if with_passes:
+            argv += ["--passes", ",".join(sorted(with_passes))]
+        if plan.threads:
+            argv += ["--threads", str(plan.threads)]
+        return argv
+
+    def render_task(layer: str, role: str, frames: list[int], samples: int, pattern: str, passes: frozenset[str]) -> Task:
+        return make(
+            layer, "render", "guide" if layer == "guide" else "render", role,
+            render_template(layer, role, samples, pattern, passes), frames,
+            outputs=[str(frame_path(pattern, f)) for f in frames], timing_dir=str(Path(pattern).parent),
+            cores=plan.threads or 0,
         )
 
     rendered = plan.keyframes(shot) if inbetween else shot.frames.frames
     render_chunks = chunk(rendered, plan.chunk_size)
     last_of_chunk: list[Task] = []
     for frames in render_chunks:
-        upstream = render_task("render", "plan", frames, plan.samples_for(shot), layout["render"], passes)
+        upstream = render_task("render", "plan", frames, plan.samples_for(shot), layout["render"], plan.passes())
         tasks.append(upstream)
         source = layout["render"]
         for index, stage in enumerate(frame_stages):
             last = index == len(frame_stages) - 1
             target = layout["final"] if last else str(run_dir / "work" / stage.kind / Path(layout["render"]).name)
-            tasks.append(stage_task(stage, frames, source, target, [upstream.id], []))
+            template = [
+                "run", stage.kind, "--layer", stage.kind, "--plan", plan_abs,
+                "--input", source, "--output", target, "--frames", FRAMES_TOKEN,
+            ]
+            tasks.append(make(
+                stage.kind, "stage", stage.kind, "plan", template, frames, depends_on=[upstream.id],
+                outputs=[str(frame_path(target, f)) for f in frames], timing_dir=str(Path(target).parent),
+                gpus=0 if stage.device == "cpu" else 1,
+            ))
             upstream, source = tasks[-1], target
         last_of_chunk.append(upstream)
 
     if inbetween is not None:
         keyed = layout["final"] if frame_stages else layout["render"]
         keys = set(rendered)
+        key_set = format_frame_set(rendered)
+        confidence_dir = str(Path(layout["rejected"]).parent.parent)
         for index, frames in enumerate(render_chunks):
-            if index + 1 < len(render_chunks):
-                span_end = render_chunks[index + 1][0]
-                depends = [last_of_chunk[index].id, last_of_chunk[index + 1].id]
-            else:
-                span_end = frames[-1]
-                depends = [last_of_chunk[index].id]
+            has_next = index + 1 < len(render_chunks)
+            span_end = render_chunks[index + 1][0] if has_next else frames[-1]
             targets = [f for f in range(frames[0], span_end + 1) if f not in keys]
             if not targets:
                 continue
-            extra = [
-                "--step", str(plan.frame_step),
-                "--confidence", _confidence_file(run_dir, targets),
-                "--rejected", layout["rejected"],
+            depends = [last_of_chunk[index].id] + ([last_of_chunk[index + 1].id] if has_next else [])
+            template = [
+                "run", "inbetween", "--layer", "inbetween", "--plan", plan_abs,
+                "--input", keyed, "--output", layout["final"], "--frames", FRAMES_TOKEN, "--keys", key_set,
+                "--confidence-dir", confidence_dir, "--rejected", layout["rejected"],
             ]
             if inbetween.guided:
-                guide = render_task("guide", "plan", targets, inbetween.guide_samples, layout["guide"], "albedo,depth,motion,normal")
-                guide.stage = "guide"
+                guide = render_task("guide", "plan", targets, inbetween.guide_samples, layout["guide"],
+                                    frozenset({"albedo", "depth", "motion", "normal"}))
                 tasks.append(guide)
-                depends = [*depends, guide.id]
-                extra += ["--guide", layout["guide"]]
-            span = list(range(frames[0], span_end + 1))
-            task = stage_task(inbetween, span, keyed, layout["final"], depends, extra)
-            # The in-between frames that pass go to the final pattern; the record lists the rest.
-            task.outputs = [_confidence_file(run_dir, targets)]
-            tasks.append(task)
-            tid = _chunk_id("fallback", targets)
-            tasks.append(
-                Task(
-                    id=tid, kind="fallback", stage="fallback", role="plan", frames=targets, depends_on=[task.id],
-                    argv=[
-                        "run", "fallback",
-                        "--plan", plan_abs,
-                        "--confidence", _confidence_file(run_dir, targets),
-                        "--run-dir", str(run_dir),
-                        "--task", tid,
-                        "--timing", timing_beside(layout["fallback"], tid),
-                    ],
-                    outputs=[str(frame_path(layout["final"], f)) for f in targets],
-                    timing=timing_beside(layout["fallback"], tid),
-                    cores=plan.threads or 0,
-                )
-            )
+                depends.append(guide.id)
+                template += ["--guide", layout["guide"]]
+            # Frames that pass go to the final pattern; the confidence record lists the others.
+            inb = make("inbetween", "stage", "inbetween", "plan", template, targets, depends_on=depends,
+                       outputs=[confidence_path(confidence_dir, targets)], timing_dir=str(Path(layout["final"]).parent),
+                       gpus=0 if inbetween.device == "cpu" else 1)
+            tasks.append(inb)
+            fallback_template = [
+                "run", "fallback", "--layer", "fallback", "--plan", plan_abs, "--run-dir", str(run_dir),
+                "--frames", FRAMES_TOKEN, "--confidence-dir", confidence_dir,
+            ]
+            tasks.append(make(
+                "fallback", "fallback", "fallback", "plan", fallback_template, targets, depends_on=[inb.id],
+                outputs=[str(frame_path(layout["final"], f)) for f in targets],
+                timing_dir=str(Path(layout["fallback"]).parent), cores=plan.threads or 0,
+            ))
 
     # Full-quality reference renders of the check frames: the evidence behind the report.
     for frames in chunk(sorted(plan.check_frames), plan.chunk_size):
-        tasks.append(render_task("reference", "reference", frames, shot.samples, layout["reference"], ""))
+        tasks.append(render_task("reference", "reference", frames, shot.samples, layout["reference"], frozenset()))
 
     return JobGraph(
         name=shot.name, run_dir=str(run_dir), plan_file=plan_abs, shot_file=str(Path(shot_file).absolute()), tasks=tasks
     )
 
 
-def _confidence_file(run_dir: Path, targets: list[int]) -> str:
-    return str(run_dir / "work" / "inbetween" / f"{_chunk_id('confidence', targets)}.json")
+@dataclass(frozen=True)
+class LayerDependency:
+    """Frame ``f`` of the dependent layer waits for frames ``f + start .. f + end`` of ``layer``."""
+
+    layer: str
+    start: int
+    end: int
+
+    @property
+    def same_frame(self) -> bool:
+        return self.start == 0 and self.end == 0
+
+
+@dataclass(frozen=True)
+class FarmLayer:
+    """The tasks of one layer, as a farm manager sees them: one command, many frame chunks.
+
+    ``command`` holds :data:`FRAMES_TOKEN` where a chunk's frames go (``--frames 1-8``); the
+    CLI derives the task id and the timing record's path from ``--layer`` and the frames.
+    """
+
+    name: str
+    kind: str
+    stage: str
+    role: str
+    command: tuple[str, ...]
+    tasks: tuple[Task, ...]
+    depends_on: tuple[LayerDependency, ...]
+    cores: int
+    gpus: int
+
+    @property
+    def chunks(self) -> list[list[int]]:
+        return [t.frames for t in self.tasks]
+
+    @property
+    def frames(self) -> list[int]:
+        return sorted(f for t in self.tasks for f in t.frames)
+
+    @property
+    def frame_set(self) -> str:
+        return format_frame_set(self.frames)
+
+    @property
+    def chunk_size(self) -> int | None:
+        """The size that splits ``frames`` into exactly ``chunks``, or None when no single size does."""
+        size = len(self.tasks[0].frames)
+        return size if chunk(self.frames, size) == self.chunks else None
+
+
+def _needed(task: Task, dependency_frames: list[int], same_frame: bool, frame: int) -> list[int]:
+    """The frames of a dependency layer that ``frame`` of ``task`` needs: the keyframes around it
+    for inbetween, the same frame otherwise (when the dependency has it)."""
+    if not same_frame:
+        before = [f for f in dependency_frames if f <= frame]
+        after = [f for f in dependency_frames if f >= frame]
+        return ([max(before)] if before else []) + ([min(after)] if after else [])
+    return [frame] if frame in dependency_frames else []
+
+
+def farm_layers(graph: JobGraph) -> list[FarmLayer]:
+    """Group the graph's tasks into layers, dependencies first, with frame offsets between layers.
+
+    Raises:
+        ConfigError: the tasks of a layer do not share one command template.
+    """
+    by_id = {t.id: t for t in graph.tasks}
+    order: list[str] = []
+    grouped: dict[str, list[Task]] = {}
+    for task in graph.topological():
+        if task.layer not in grouped:
+            order.append(task.layer)
+        grouped.setdefault(task.layer, []).append(task)
+    layers = []
+    for name in order:
+        tasks = grouped[name]
+        templates = {tuple(FRAMES_TOKEN if i > 0 and t.argv[i - 1] == "--frames" else a for i, a in enumerate(t.argv))
+                     for t in tasks}
+        if len(templates) != 1:
+            raise ConfigError(f"the tasks of layer {name} do not share one command")
+        offsets: dict[str, list[int]] = {}
+        for task in tasks:
+            for dep_layer in {by_id[d].layer for d in task.depends_on}:
+                dep_frames = sorted(f for d in task.depends_on if by_id[d].layer == dep_layer for f in by_id[d].frames)
+                same_frame = not (task.stage == "inbetween" and dep_layer != "guide")
+                for frame in task.frames:
+                    for needed in _needed(task, dep_frames, same_frame, frame):
+                        lo_hi = offsets.setdefault(dep_layer, [needed - frame, needed - frame])
+                        lo_hi[0], lo_hi[1] = min(lo_hi[0], needed - frame), max(lo_hi[1], needed - frame)
+        layers.append(FarmLayer(
+            name=name, kind=tasks[0].kind, stage=tasks[0].stage, role=tasks[0].role, command=templates.pop(),
+            tasks=tuple(tasks),
+            depends_on=tuple(LayerDependency(layer, lo, hi) for layer, (lo, hi) in offsets.items()),
+            cores=max(t.cores for t in tasks), gpus=max(t.gpus for t in tasks),
+        ))
+    return layers
 
 
 def save_graph(graph: JobGraph, run_dir: Path) -> Path:

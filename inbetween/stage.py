@@ -14,7 +14,6 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import OpenImageIO as oiio
@@ -162,21 +161,37 @@ def split_span(frames: Sequence[int], step: int) -> tuple[list[int], list[int]]:
     return keys, targets
 
 
+def targets_between(frames: Sequence[int], keys: Sequence[int]) -> tuple[list[int], list[int]]:
+    """The frames of ``frames`` that are not keyframes, and the keyframes they are made from.
+
+    Raises:
+        FarmplugError: a frame has no keyframe before or after it.
+    """
+    keys = sorted(set(keys))
+    targets = sorted(f for f in set(frames) if f not in set(keys))
+    if not targets:
+        raise FarmplugError("no frames to make: every frame given is a keyframe")
+    outside = [t for t in targets if t < keys[0] or t > keys[-1]]
+    if outside:
+        raise FarmplugError(f"frames {outside} have no keyframe on both sides (keyframes {keys[0]}-{keys[-1]})")
+    needed = sorted({max(k for k in keys if k < t) for t in targets} | {min(k for k in keys if k > t) for t in targets})
+    return needed, targets
+
+
 def run_inbetween(
     config: InbetweenConfig,
     *,
     input_pattern: str,
     output_pattern: str,
-    frames: Sequence[int],
-    step: int,
-    confidence_file: Path | None,
+    keys: Sequence[int],
+    targets: Sequence[int],
     guide_pattern: str | None = None,
     rejected_pattern: str | None = None,
     task: str = "inbetween",
     plan: str = "",
     progress: Callable[[int], None] | None = None,
 ) -> tuple[TimingRecord, ConfidenceRecord]:
-    """Interpolate every frame between the keyframes in ``frames``; deliver those that pass.
+    """Interpolate ``targets`` from the ``keys`` around them; deliver the frames that pass.
 
     Frames scoring at or above ``config.confidence_threshold`` are written to ``output_pattern``;
     the others go to ``rejected_pattern`` (for inspection) and are listed as failed in the
@@ -191,7 +206,8 @@ def run_inbetween(
     from farmplug.inbetween.interpolate import Guide, InterpolationSettings, interpolate, resolve_device
     from farmplug.inbetween.vectors import split_blender_vectors
 
-    keys, targets = split_span(frames, step)
+    keys, targets = sorted(keys), sorted(targets)
+    step = max((b - a for a, b in zip(keys, keys[1:], strict=False)), default=1)
     missing = [str(frame_path(input_pattern, k)) for k in keys if not frame_path(input_pattern, k).is_file()]
     if missing:
         raise FarmplugError(f"keyframe not found: {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))

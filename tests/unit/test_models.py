@@ -9,7 +9,7 @@ import yaml
 
 from farmplug.errors import ConfigError, FarmplugError
 from farmplug.frames import chunk, format_frames, parse_frames
-from farmplug.graph import compile_plan
+from farmplug.graph import LayerDependency, compile_plan, farm_layers
 from farmplug.models import Plan, Shot, default_check_frames, load_plan, load_shot
 from farmplug.schema import save_model
 
@@ -173,19 +173,20 @@ def test_frame_step_graph_chains_inbetween_with_a_keyframe_offset_and_a_fallback
     graph = compile_plan(plan, shot, plan_file=plan_file, shot_file=shot_file, run_dir=tmp_path / "run")
     renders = [t for t in graph.tasks if t.kind == "render" and t.id.startswith("render")]
     assert [t.frames for t in renders] == [[1, 3, 5, 7], [9, 11, 13, 15], [17, 19, 20]]
-    first = graph.task("inbetween-0001-0009")
+    first = graph.task("inbetween-0002-0008")
     # It needs keyframe 9 from the next chunk: the one-keyframe offset.
     assert first.depends_on == ["denoise-0001-0007", "denoise-0009-0015", "guide-0002-0008"]
     argv = first.argv
-    assert argv[argv.index("--frames") + 1] == "1-9" and argv[argv.index("--step") + 1] == "2"
+    assert argv[argv.index("--frames") + 1] == "2-8x2" and argv[argv.index("--keys") + 1] == "1-19x2,20"
     assert argv[argv.index("--input") + 1].endswith("frames/sh010.####.exr")
+    assert first.outputs == [str(tmp_path / "run" / "work" / "inbetween" / "confidence-0002-0008.json")]
     guide = graph.task("guide-0002-0008")
     assert guide.argv[guide.argv.index("--samples") + 1] == "2"
     assert guide.frames == [2, 4, 6, 8]
     fallback = graph.task("fallback-0002-0008")
-    assert fallback.depends_on == ["inbetween-0001-0009"]
+    assert fallback.depends_on == ["inbetween-0002-0008"]
     assert [Path(p).name for p in fallback.outputs] == [f"sh010.{f:04d}.exr" for f in (2, 4, 6, 8)]
-    last = graph.task("inbetween-0017-0020")
+    last = graph.task("inbetween-0018-0018")
     assert last.depends_on == ["denoise-0017-0020", "guide-0018-0018"]
     assert graph.task("fallback-0018-0018").frames == [18]
     # Every frame of the shot is delivered by exactly one task (denoise for keys, fallback for the rest).
@@ -194,6 +195,16 @@ def test_frame_step_graph_chains_inbetween_with_a_keyframe_offset_and_a_fallback
     assert [t.id for t in graph.topological()].index("fallback-0002-0008") > [t.id for t in graph.topological()].index(
         "denoise-0009-0015"
     )
+    # The farm view: one command per layer, chunks, and frame offsets between layers.
+    layers = {layer.name: layer for layer in farm_layers(graph)}
+    assert list(layers) == ["render", "denoise", "guide", "inbetween", "fallback", "reference"]
+    assert layers["render"].frame_set == "1-19x2,20" and layers["render"].chunk_size == 4
+    assert layers["denoise"].depends_on == (LayerDependency("render", 0, 0),)
+    assert set(layers["inbetween"].depends_on) == {LayerDependency("denoise", -1, 1), LayerDependency("guide", 0, 0)}
+    assert layers["fallback"].depends_on == (LayerDependency("inbetween", 0, 0),)
+    assert layers["inbetween"].chunks == [[2, 4, 6, 8], [10, 12, 14, 16], [18]]
+    command = layers["denoise"].command
+    assert command[command.index("--frames") + 1] == "{frames}" and "--task" not in command
 
 
 def test_default_check_frames_avoid_keyframes():
