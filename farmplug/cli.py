@@ -18,7 +18,6 @@ from farmplug.errors import FarmplugError
 
 log = logging.getLogger("farmplug")
 
-FARMS = ("local",)
 
 
 def _add_common(p: argparse.ArgumentParser, *, top: bool = False) -> None:
@@ -65,10 +64,19 @@ def build_parser() -> argparse.ArgumentParser:
     submit = verbs.add_parser("submit", help="compile a plan into a job graph and submit it to a farm")
     _add_common(submit)
     submit.add_argument("plan", type=Path, help="plan YAML")
-    submit.add_argument("--farm", default="local", help=f"farm backend: {', '.join(FARMS)}")
+    submit.add_argument("--farm", default="local", help="farm backend: local, openjd, deadline, opencue, flamenco, tractor")
     submit.add_argument("--run-dir", type=Path, default=None, help="run folder (default: run-<shot> beside the plan)")
-    submit.add_argument("--force", action="store_true", help="re-run tasks whose outputs already exist")
-    submit.add_argument("--no-report", action="store_true", help="do not build the report after a local run")
+    submit.add_argument("--force", action="store_true", help="local: re-run tasks whose outputs already exist")
+    submit.add_argument("--no-report", action="store_true", help="local: do not build the report after the run")
+    submit.add_argument("--dry-run", action="store_true", help="write the farm's native files instead of submitting")
+    submit.add_argument("--out", type=Path, default=None, help="with --dry-run: folder for the native files")
+    submit.add_argument("--farm-config", type=Path, default=None,
+                        help="farm addresses (default: $FARMPLUG_FARMS or ~/.config/farmplug/farms.yaml)")
+    submit.add_argument("--job-name", default=None, help="job name on the farm (default: the shot name)")
+    submit.add_argument("--priority", type=int, default=50, help="job priority (0-100)")
+    submit.add_argument("--cpu-pool", default="cpu", help="pool/group/service for render tasks")
+    submit.add_argument("--gpu-pool", default="gpu", help="pool/group/service for GPU post tasks")
+    submit.add_argument("--worker-farmplug", default="farmplug", help="the farmplug executable on the workers")
 
     run = verbs.add_parser("run", help="run one task: render or a stage over a frame range")
     _add_common(run)
@@ -351,23 +359,52 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from farmplug.graph import compile_plan, save_graph
     from farmplug.models import load_plan
 
-    if args.farm not in FARMS:
-        raise FarmplugError(f"unknown farm {args.farm!r}; available: {', '.join(FARMS)}")
     plan, shot, shot_file = load_plan(args.plan)
     run_dir = args.run_dir or args.plan.parent / f"run-{shot.name}"
     graph = compile_plan(plan, shot, plan_file=args.plan, shot_file=shot_file, run_dir=run_dir)
-    if not shot.scene_path(shot_file).is_file():
-        raise FarmplugError("scene file not found", path=shot.scene_path(shot_file))
+    if args.farm == "local" and not args.dry_run:
+        if not shot.scene_path(shot_file).is_file():
+            raise FarmplugError("scene file not found", path=shot.scene_path(shot_file))
+        save_graph(graph, run_dir)
+        from farmplug.integrations.local import LocalFarm
+
+        summary = LocalFarm().run(graph, force=args.force)
+        print(f"ran {len(summary.ran)} tasks, skipped {len(summary.skipped)} already done, in {summary.wall_s:.1f} s")
+        if not args.no_report:
+            from farmplug.report.build import build_report
+
+            report, html = build_report(run_dir, run_dir)
+            _print_headline(report, html)
+        return 0
+    return _submit_to_farm(args, graph, run_dir)
+
+
+def _submit_to_farm(args: argparse.Namespace, graph, run_dir: Path) -> int:
+    from farmplug.graph import save_graph
+    from farmplug.integrations.base import CompileOptions, connection_for, load_farm_config, write_submission
+    from farmplug.integrations.registry import create_farm
+
+    backend = create_farm(args.farm)
+    options = CompileOptions(
+        job_name=args.job_name, priority=args.priority, cpu_pool=args.cpu_pool, gpu_pool=args.gpu_pool,
+        farmplug_command=(args.worker_farmplug,),
+    )
+    submission = backend.compile(graph, options)
+    if args.dry_run:
+        out = args.out or run_dir / f"{args.farm}-submission"
+        written = write_submission(submission, out)
+        save_graph(graph, out)
+        print(f"wrote {len(written)} {args.farm} files to {out} (nothing submitted)")
+        if submission.summary:
+            print(submission.summary)
+        return 0
+    connection = connection_for(args.farm, load_farm_config(args.farm_config), f"FARMPLUG_{args.farm.upper()}")
     save_graph(graph, run_dir)
-    from farmplug.integrations.local import LocalFarm
-
-    summary = LocalFarm().submit(graph, force=args.force)
-    print(f"ran {len(summary.ran)} tasks, skipped {len(summary.skipped)} already done, in {summary.wall_s:.1f} s")
-    if not args.no_report:
-        from farmplug.report.build import build_report
-
-        report, html = build_report(run_dir, run_dir)
-        _print_headline(report, html)
+    result = backend.submit(submission, connection)
+    print(f"submitted to {args.farm}: {result.message}")
+    for job in result.job_ids:
+        print(f"  job {job}")
+    print(f"when it has finished: farmplug report {run_dir}")
     return 0
 
 

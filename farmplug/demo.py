@@ -105,6 +105,6 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings()):
     plan, shot, _ = load_plan(plan_file)
     graph = compile_plan(plan, shot, plan_file=plan_file, shot_file=shot_file, run_dir=out)
     save_graph(graph, out)
-    summary = LocalFarm().submit(graph)
+    summary = LocalFarm().run(graph)
     log.info("local farm: ran %d tasks, skipped %d, %.1f s", len(summary.ran), len(summary.skipped), summary.wall_s)
     return build_report(out, out)

@@ -68,18 +68,22 @@ class LocalRunSummary:
 
 
 class LocalFarm:
-    """Runs a job graph here. ``compile`` is the graph itself; ``submit`` executes it."""
+    """Runs a job graph here, in dependency order. ``compile`` gives the graph file; ``run`` executes it."""
 
     name = "local"
 
     def __init__(self, runner: TaskRunner | None = None) -> None:
         self._runner = runner or run_task_in_process
 
-    def compile(self, graph: JobGraph) -> JobGraph:
-        graph.topological()
-        return graph
+    def compile(self, graph: JobGraph, options=None):
+        """The local farm's native form is the job graph itself (``graph.json``)."""
+        from farmplug.integrations.base import NativeSubmission
 
-    def submit(self, graph: JobGraph, *, force: bool = False) -> LocalRunSummary:
+        graph.topological()
+        return NativeSubmission(farm=self.name, files={"graph.json": graph.model_dump_json(indent=2) + "\n"},
+                                summary=f"{len(graph.tasks)} tasks; run them with: farmplug submit PLAN --farm local")
+
+    def run(self, graph: JobGraph, *, force: bool = False) -> LocalRunSummary:
         """Run every task not already done, dependencies first.
 
         Raises:

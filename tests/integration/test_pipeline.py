@@ -190,8 +190,8 @@ def test_killed_run_resumes_with_nothing_lost(tiny_scene, tmp_path):
 def test_submit_unknown_farm_lists_the_valid_ones(tiny_scene, tmp_path, capsys):
     shot = write_tiny_shot(tmp_path, tiny_scene)
     assert main(["plan", str(shot)]) == 0
-    assert main(["submit", str(tmp_path / "plan.yaml"), "--farm", "tractor"]) == 1
-    assert "unknown farm 'tractor'; available: local" in capsys.readouterr().err
+    assert main(["submit", str(tmp_path / "plan.yaml"), "--farm", "renderman-farm"]) == 1
+    assert "unknown farm 'renderman-farm'; available: deadline, flamenco, local, opencue, openjd, tractor" in capsys.readouterr().err
 
 
 def test_bad_plan_field_cli_message(tmp_path, capsys):

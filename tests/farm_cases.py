@@ -1,0 +1,35 @@
+"""The same small plans compiled for every farm backend (golden-file cases).
+
+Paths are fixed strings (compile does no I/O), so the golden files are the same on every machine.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from farmplug.graph import JobGraph, compile_plan
+from farmplug.models import DenoiseConfig, FrameRangeModel, InbetweenConfig, Plan, Resolution, Shot
+
+HOSTILE = "sh 010 \"q\" 'x' $HOME `id`; rm -rf /\nnext"
+
+
+def _graph(name: str, root: str, *, frames: int, step: int, guided: bool = False) -> JobGraph:
+    shot = Shot(
+        name=name, scene=f"{root}/scene/{name}.blend", frames=FrameRangeModel(start=1, end=frames),
+        resolution=Resolution(width=320, height=180), samples=1024, output=f"frames/{name}.####.exr",
+    )
+    stages = [DenoiseConfig()] + ([InbetweenConfig(guided=guided)] if step > 1 else [])
+    plan = Plan(shot="shot.yaml", samples_factor=1 / 32, frame_step=step, stages=stages, chunk_size=4,
+                check_frames=[2, frames] if step > 1 else [1, frames])
+    return compile_plan(plan, shot, plan_file=Path(f"{root}/plan.yaml"), shot_file=Path(f"{root}/shot.yaml"),
+                        run_dir=Path(f"{root}/run"))
+
+
+def cases() -> dict[str, JobGraph]:
+    """``denoise``: 12 frames, chunks of 4, render -> denoise. ``inbetween``: 12 frames, step 2, guided.
+    ``hostile``: a shot name and paths with spaces, quotes, $, backticks, a semicolon and a newline."""
+    return {
+        "denoise": _graph("sh010", "/shows/demo/sh010", frames=12, step=1),
+        "inbetween": _graph("sh020", "/shows/demo/sh020", frames=12, step=2, guided=True),
+        "hostile": _graph(HOSTILE, f"/shows/demo/{HOSTILE}", frames=8, step=2),
+    }
