@@ -1,1 +1,4 @@
-"""Inbetween stage (render every Nth frame, interpolate from motion vectors). Not built yet."""
+"""Inbetween stage: frames between rendered keyframes, from the renderer's motion vectors and depth.
+
+The interpolation core (:mod:`farmplug.inbetween.interpolate`) imports torch; importing this package does not.
+"""

@@ -1,1 +1,1 @@
-"""Upscale stage (render fewer pixels, upscale guided by full-resolution AOVs). Not built yet."""
+"""Upscale stage (render fewer pixels, upscale guided by full-resolution AOVs): not built yet."""
