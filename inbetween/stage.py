@@ -281,3 +281,13 @@ def run_inbetween(
                   "failed": len(record.failed), "device": device},
     )
     return timing, record
+
+
+class SplatInbetweenStage:
+    """Registry entry of the inbetween stage: its descriptor and settings (it runs over keyframe
+    pairs through :func:`run_inbetween`, not frame by frame)."""
+
+    descriptor = DESCRIPTOR
+
+    def __init__(self, config: InbetweenConfig | None = None) -> None:
+        self.config = config or InbetweenConfig()

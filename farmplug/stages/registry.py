@@ -20,6 +20,7 @@ ENTRY_POINT_GROUP = "farmplug.stages"
 # (stage kind, backend) -> "module:factory". The factory takes the stage's config model.
 BUILTIN_STAGES: dict[tuple[str, str], str] = {
     ("denoise", "oidn"): "farmplug.denoise.stage:OidnDenoiseStage",
+    ("inbetween", "splat"): "farmplug.inbetween.stage:SplatInbetweenStage",
 }
 
 

@@ -25,9 +25,9 @@ def test_stage_registry_lists_builtins_and_rejects_unknown():
     from farmplug.models import DenoiseConfig
     from farmplug.stages import available_stages, create_stage
 
-    assert "denoise:oidn" in available_stages()
+    assert {"denoise:oidn", "inbetween:splat"} <= set(available_stages())
     bad = DenoiseConfig.model_construct(kind="denoise", backend="optix")
-    with pytest.raises(FarmplugError, match=r"unknown stage denoise:optix; available: denoise:oidn"):
+    with pytest.raises(FarmplugError, match=r"unknown stage denoise:optix; available: denoise:oidn, inbetween:splat"):
         create_stage(bad)
 
 
