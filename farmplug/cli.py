@@ -394,6 +394,8 @@ def _submit_to_farm(args: argparse.Namespace, graph, run_dir: Path) -> int:
         out = args.out or run_dir / f"{args.farm}-submission"
         written = write_submission(submission, out)
         save_graph(graph, out)
+        # The run folder gets the graph too: `farmplug report RUN_DIR` reads it once the farm is done.
+        save_graph(graph, run_dir)
         print(f"wrote {len(written)} {args.farm} files to {out} (nothing submitted)")
         if submission.summary:
             print(submission.summary)
