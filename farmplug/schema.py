@@ -19,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from farmplug.errors import ConfigError
 
 M = TypeVar("M", bound=BaseModel)
+# libyaml's safe loader where PyYAML was built with it (same rules as yaml.safe_load, faster).
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class StrictModel(BaseModel):
@@ -68,8 +70,16 @@ def load_model(model: type[M], path: str | Path) -> M:
         raise ConfigError("file not found", path=path) from None
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"cannot read: {err}", path=path) from None
+    if path.suffix == ".json":
+        # JSON is a subset of YAML, but the C JSON parser is ~30x faster than PyYAML: timing
+        # records and graphs are read by the thousand at show scale.
+        try:
+            data = json.loads(text)
+        except ValueError as err:
+            raise ConfigError(f"not valid JSON: {err}", path=path) from None
+        return validate_data(model, data, source=path)
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_SafeLoader)
     except yaml.YAMLError as err:
         raise ConfigError(f"not valid YAML/JSON: {str(err).splitlines()[0]}", path=path) from None
     return validate_data(model, data, source=path)
