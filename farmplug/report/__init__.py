@@ -1,7 +1,10 @@
 """The savings report: what the plan cost against a full render, and the quality it delivered.
 
 ``model`` holds the ``report.json`` schema, ``images`` writes the thumbnails, ``html`` renders
-the self-contained page producers read.
+the self-contained page producers read. ``build.build_report`` reports one run;
+``show.build_show_report`` reports many runs (shots) rolled up per sequence and show, with money
+and farm time when prices and capacity are given (imported from its module, not here, to keep
+``import farmplug.report`` light).
 """
 
 from farmplug.report.html import render_html, write_report

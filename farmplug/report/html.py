@@ -1,8 +1,12 @@
 """Render the savings report as one self-contained HTML page, and write it with its JSON.
 
 The page works offline and can be mailed as a single file: no network references, CSS inline,
-thumbnails embedded as ``data:image/png;base64`` URIs. All text from the report goes through
-jinja2 autoescaping, so a shot called ``<script>`` is shown, not run.
+thumbnails embedded as ``data:`` URIs, charts as inline SVG or CSS bars. All text from the report
+goes through jinja2 autoescaping, so a shot called ``<script>`` is shown, not run.
+
+Two pages share the template ``report.html``: the single-run page (:func:`render_html`, PNG
+thumbnails at full thumbnail size) and the show page (:func:`render_show_html`), whose per-shot
+thumbnails are re-encoded as small JPEGs so a page with many shots stays a few MB.
 """
 
 from __future__ import annotations
@@ -10,7 +14,11 @@ from __future__ import annotations
 import base64
 import logging
 import math
+import os
+import re
+import tempfile
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 import jinja2
@@ -249,6 +257,11 @@ def _environment() -> jinja2.Environment:
         flip=format_flip,
         ssim=format_ssim,
         frames=format_frames,
+        money=format_money,
+        duration=format_duration,
+        days=format_days,
+        hours=format_core_hours,
+        corehours=format_core_hours,
     )
     return env
 
@@ -291,6 +304,7 @@ def render_html(report: Report, run_dir: Path) -> str:
         "cost_rows": _cost_rows(report.costs),
         "frames": [_frame_view(f, run_dir, captions) for f in report.quality.frames],
         "shot_frames": report.shot.frame_end - report.shot.frame_start + 1,
+        "page": "shot",
     }
     return _environment().get_template(TEMPLATE_NAME).render(context)
 
@@ -319,4 +333,205 @@ def write_report(report: Report, run_dir: Path, out_dir: Path) -> tuple[Path, Pa
     atomic_write_text(json_path, report.model_dump_json(indent=2) + "\n")
     atomic_write_text(html_path, html)
     log.info("wrote report %s and %s", json_path, html_path)
+    return json_path, html_path
+
+
+# ----------------------------------------------------------------------------- show page
+
+#: Width of the JPEG thumbnails of the show page, and their JPEG quality.
+SHOW_THUMBNAIL_WIDTH = 320
+SHOW_JPEG_QUALITY = 82
+SHOW_THUMBNAIL_KEYS = ("reference", "result", "flip")
+PIPELINE_ORDER = {stage: i for i, stage in enumerate(("render", "guide", "denoise", "upscale", "inbetween", "fallback"))}
+
+
+def format_money(amount: Decimal | None, currency: str | None) -> str:
+    """Money rounded to cents with the currency (``"1,234.50 USD"``); ``"—"`` without prices.
+
+    A positive amount under half a cent reads ``"< 0.01 USD"`` rather than a misleading ``0.00``.
+    """
+    if amount is None or currency is None:
+        return "—"
+    from farmplug.cost import format_money as _money
+
+    if 0 < amount < Decimal("0.005"):
+        return f"< 0.01 {currency}"
+    return _money(amount, currency)
+
+
+def format_core_hours(hours: float | None) -> str:
+    """Core-hours in one unit for tables: ``"1,234 core-h"``, ``"12.3 core-h"``, ``"0.60 core-h"``."""
+    if hours is None or not math.isfinite(hours):
+        return "—"
+    if 0 < abs(hours) < 0.005:
+        return "< 0.01 core-h"
+    return f"{_number(hours)} core-h"
+
+
+def format_duration(seconds: float | None) -> str:
+    """Farm time for people: ``"45 s"``, ``"12.5 min"``, ``"3.2 h"``, ``"2.4 days"``; ``"—"`` when unknown."""
+    if seconds is None or not math.isfinite(seconds):
+        return "—"
+    magnitude = abs(seconds)
+    if magnitude < 120:
+        return f"{seconds:.0f} s" if magnitude >= 10 else f"{seconds:.1f} s"
+    if magnitude < 2 * 3600:
+        return f"{seconds / 60:.1f} min"
+    if magnitude < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def format_days(days: float | None) -> str:
+    """Days saved: ``"10.9 days"``, or hours/minutes when under a day."""
+    return "—" if days is None else format_duration(days * 86400)
+
+
+def _jpeg_uri(path: Path, width: int = SHOW_THUMBNAIL_WIDTH) -> tuple[str | None, str | None]:
+    """A small JPEG data URI of an image file, or ``(None, reason)``; never raises for a bad file."""
+    import OpenImageIO as oiio
+
+    if not path.is_file():
+        return None, "missing"
+    buf = oiio.ImageBuf(str(path))
+    if buf.has_error or buf.spec().width <= 0:
+        log.warning("report thumbnail %s cannot be read: %s", path, buf.geterror())
+        return None, "unreadable"
+    spec = buf.spec()
+    if spec.width > width:
+        height = max(1, round(spec.height * width / spec.width))
+        buf = oiio.ImageBufAlgo.resize(buf, roi=oiio.ROI(0, width, 0, height, 0, 1, 0, spec.nchannels))
+    if buf.spec().nchannels > 3:
+        buf = oiio.ImageBufAlgo.channels(buf, (0, 1, 2))
+    fd, tmp = tempfile.mkstemp(suffix=".jpg")
+    os.close(fd)
+    try:
+        buf.specmod().attribute("Compression", f"jpeg:{SHOW_JPEG_QUALITY}")
+        if not buf.write(tmp, "uint8"):
+            log.warning("report thumbnail %s cannot be re-encoded: %s", path, buf.geterror())
+            return None, "unreadable"
+        data = Path(tmp).read_bytes()
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return "data:image/jpeg;base64," + base64.b64encode(data).decode("ascii"), None
+
+
+def _anchor(name: str) -> str:
+    return "shot-" + re.sub(r"[^A-Za-z0-9_-]+", "-", name)
+
+
+def _show_bars(report) -> tuple[list[Bar], list[tuple[str, str]]]:
+    """The show's cost bars (core-hours): full, plan split by stage, checks."""
+    show = report.show
+    full_s, plan_s, check_s = (show.full_core_hours * 3600, show.plan_core_hours * 3600, show.check_core_hours * 3600)
+    scale = max(v for v in (full_s, plan_s, check_s, 1e-12) if math.isfinite(v))
+
+    def percent(value: float) -> float:
+        return max(MIN_BAR_PERCENT, 100.0 * value / scale) if math.isfinite(value) and value > 0 else 0.0
+
+    from farmplug.schedule import stage_colours
+
+    plan_costs = [c for c in report.costs if c.role == "plan" and c.core_seconds > 0]
+    stage_sum = sum(c.core_seconds for c in plan_costs)
+    segments, legend = [], []
+    by_stage: dict[str, float] = {}
+    for cost in sorted(plan_costs, key=lambda c: (PIPELINE_ORDER.get(c.stage, len(PIPELINE_ORDER)), c.stage)):
+        by_stage[cost.stage] = by_stage.get(cost.stage, 0.0) + cost.core_seconds
+    # The timelines' colours, so a stage is the same colour in every chart of the page.
+    colours = stage_colours(by_stage)
+    for stage, seconds in by_stage.items():
+        colour = colours[stage]
+        segments.append((stage, percent(plan_s) * seconds / stage_sum, colour, seconds))
+        legend.append((stage, colour))
+    if not segments:
+        segments, legend = [("plan", percent(plan_s), STAGE_COLOURS[0], plan_s)], [("plan", STAGE_COLOURS[0])]
+    bars = [
+        Bar("Full render (traditional)", full_s, percent(full_s), (("full", percent(full_s), FULL_COLOUR, full_s),)),
+        Bar("Plan (reduced + AI post)", plan_s, percent(plan_s), tuple(segments)),
+        Bar("Check frames (evidence)", check_s, percent(check_s), (("checks", percent(check_s), CHECKS_COLOUR, check_s),)),
+    ]
+    return bars, [("full render", FULL_COLOUR), *legend, ("check frames", CHECKS_COLOUR)]
+
+
+def _shot_detail(entry, extras, out_dir: Path) -> dict[str, object]:
+    stages = ", ".join(entry.plan.stages) or "no post"
+    captions = {
+        "reference": f"Reference · {entry.shot.full_samples} spp",
+        "result": f"Result · {entry.plan.samples} spp + {stages}",
+        "flip": "FLIP error (black = none)",
+    }
+    frames = []
+    for frame in entry.quality.frames:
+        thumbs = []
+        for key in SHOW_THUMBNAIL_KEYS:
+            name = frame.thumbnails.get(key)
+            uri, reason = _jpeg_uri(out_dir / name) if name else (None, "not produced")
+            thumbs.append(Thumbnail(key, captions[key], uri, reason))
+        frames.append({"frame": frame.frame, "thumbnails": thumbs, "figures": frame.result, "kind": frame.source,
+                       "source": frame.source})
+    return {
+        "entry": entry, "anchor": _anchor(entry.shot.name), "frames": frames,
+        "timelines": extras.shot_timelines.get(entry.shot.name),
+    }
+
+
+def _verdict_of(figures) -> dict[str, str]:
+    if figures.shots_failing_target:
+        return {"state": "fail", "label": f"{figures.shots_failing_target} shot{'s' if figures.shots_failing_target != 1 else ''} miss the quality target"}
+    return {"state": "pass", "label": "Quality target met" + (" on every shot" if figures.shots > 1 else "")}
+
+
+def render_show_html(report, extras, out_dir: Path) -> str:
+    """Render a :class:`~farmplug.report.model.ShowReport` as one self-contained HTML page.
+
+    Args:
+        report: The show report.
+        extras: Its inline SVG timelines (:class:`farmplug.report.show.ShowExtras`).
+        out_dir: Folder the thumbnail names are relative to.
+
+    Returns:
+        The HTML text (UTF-8, no external references).
+
+    Raises:
+        jinja2.TemplateError: The packaged template is missing or broken (an install problem).
+    """
+    out_dir = Path(out_dir)
+    bars, legend = _show_bars(report)
+    detail_count = report.assumptions.detail_shots
+    details = [_shot_detail(e, extras, out_dir) for e in report.shots[:detail_count]]
+    context = {
+        "page": "show",
+        "report": report,
+        "show": report.show,
+        "money": report.show.currency is not None,
+        "schedule": report.show.full_makespan_s is not None,
+        "currency": report.show.currency,
+        "bars": bars,
+        "legend": legend,
+        "verdict": _verdict_of(report.show),
+        "details": details,
+        "anchors": {d["entry"].shot.name: d["anchor"] for d in details},
+        "show_timelines": extras.show_timelines,
+        "sequence_count": len(report.sequences),
+    }
+    return _environment().get_template(TEMPLATE_NAME).render(context)
+
+
+def write_show_report(report, extras, out_dir: Path) -> tuple[Path, Path]:
+    """Write the show's ``report.json`` and self-contained ``report.html`` into ``out_dir``.
+
+    Returns:
+        ``(json_path, html_path)``.
+
+    Raises:
+        OSError: A file cannot be written.
+        jinja2.TemplateError: The packaged template is missing or broken.
+    """
+    out_dir = Path(out_dir)
+    json_path = out_dir / "report.json"
+    html_path = out_dir / "report.html"
+    html = render_show_html(report, extras, out_dir)
+    atomic_write_text(json_path, report.model_dump_json(indent=2) + "\n")
+    atomic_write_text(html_path, html)
+    log.info("wrote show report %s and %s", json_path, html_path)
     return json_path, html_path

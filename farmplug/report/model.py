@@ -8,6 +8,7 @@ and AI stages on different backends add up.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Literal
 
 from pydantic import Field
@@ -202,4 +203,158 @@ class Report(StrictModel):
     costs: list[StageCost]
     machine: MachineInfo
     inbetween: InbetweenSummary | None = None
+    notes: list[str] = Field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------- show report
+
+
+class Figures(StrictModel):
+    """The headline numbers of one shot, one sequence or the whole show (one row of ``report.csv``).
+
+    Money fields are exact decimals in ``currency`` (strings in JSON, never rounded; round only to
+    show them) and are None when no prices were given;
+    makespans are None when no capacity was given. Ratios are only computed from non-zero
+    costs (a zero cost is an error upstream, never an infinite ratio).
+
+    Attributes:
+        level: ``shot``, ``sequence`` or ``show``.
+        name: Shot name, sequence name, or ``show``.
+        sequence: The sequence a shot belongs to (None for the show row).
+        shots: Shots counted in this row.
+        frames: Delivered frames.
+        full_core_hours: Traditional full render (extrapolated from the check frames).
+        plan_core_hours: The plan as run (measured on every task).
+        check_core_hours: The full-quality check frames (evidence, not part of the plan).
+        saved_core_hours: ``full_core_hours - plan_core_hours``.
+        ratio: ``full_core_hours / plan_core_hours``.
+        full_cost: Full render at the prices.
+        plan_cost: The plan at the prices.
+        check_cost: The check frames at the prices.
+        saved_cost: ``full_cost - plan_cost``.
+        cost_ratio: ``full_cost / plan_cost``.
+        full_makespan_s: Simulated farm time of the full render, seconds.
+        plan_makespan_s: Simulated farm time of the plan, seconds.
+        saved_days: ``(full_makespan_s - plan_makespan_s)`` in days.
+        check_frames: Check frames the quality figures are over.
+        flip_mean: Mean FLIP error over the check frames (frame-weighted across shots).
+        flip_p95: Mean over the check frames of each frame's FLIP 95th percentile.
+        psnr_mean: Mean PSNR in dB over the check frames.
+        fallback_frames: Interpolated frames that failed their confidence check and were rendered.
+        shots_failing_target: Shots whose quality misses their plan's FLIP target.
+    """
+
+    level: Literal["shot", "sequence", "show"]
+    name: str
+    sequence: str | None = None
+    shots: int
+    frames: int
+    full_core_hours: float
+    plan_core_hours: float
+    check_core_hours: float
+    saved_core_hours: float
+    ratio: float
+    currency: str | None = None
+    full_cost: Decimal | None = None
+    plan_cost: Decimal | None = None
+    check_cost: Decimal | None = None
+    saved_cost: Decimal | None = None
+    cost_ratio: float | None = None
+    full_makespan_s: float | None = None
+    plan_makespan_s: float | None = None
+    saved_days: float | None = None
+    check_frames: int
+    flip_mean: float
+    flip_p95: float
+    psnr_mean: float
+    fallback_frames: int
+    shots_failing_target: int
+
+
+class ShotEntry(StrictModel):
+    """One shot of a show report: its figures and the evidence behind them.
+
+    Attributes:
+        run_dir: The run folder the shot was read from.
+        figures: The shot's row.
+        shot: The shot as set up.
+        plan: The plan that ran.
+        savings: Core-second savings and how they were measured.
+        quality: Quality on the check frames (thumbnail names relative to the report folder).
+        fallback: Frames rendered after their interpolation failed the confidence check.
+        hosts: Hosts the tasks ran on.
+        quality_from: ``measured`` now, or the run's ``report.json`` it was reused from.
+    """
+
+    run_dir: str
+    figures: Figures
+    shot: ShotInfo
+    plan: PlanInfo
+    savings: Savings
+    quality: QualitySummary
+    fallback: list[int] = Field(default_factory=list)
+    hosts: list[str]
+    quality_from: str
+
+
+class PricesInfo(StrictModel):
+    """The prices the money figures use (amounts per hour, in ``currency``)."""
+
+    source: str
+    currency: str
+    cpu_core_hour: Decimal | None = None
+    ghz_hour: Decimal | None = None
+    cpu_ghz: Decimal | None = None
+    gpu_hour: Decimal | None = None
+    licence_node_hour: Decimal | None = None
+
+
+class CapacityInfo(StrictModel):
+    """The farm the makespans are simulated on."""
+
+    source: str
+    cpu_nodes: int
+    cores_per_node: int
+    gpus: int
+
+
+class Assumptions(StrictModel):
+    """What the figures rest on: prices, capacity, what was measured and what extrapolated.
+
+    Attributes:
+        prices: None when no prices were given (figures are in core-hours only).
+        capacity: None when no capacity was given (no makespans).
+        measured: What was measured.
+        extrapolated: What was extrapolated or simulated.
+        machines: The machines (host · CPU) the timings were measured on.
+        sequence_rule: How shots were grouped into sequences.
+        detail_shots: Shots shown with thumbnails and timelines (the first ones, in order).
+    """
+
+    prices: PricesInfo | None = None
+    capacity: CapacityInfo | None = None
+    measured: list[str]
+    extrapolated: list[str]
+    machines: list[str]
+    sequence_rule: str
+    detail_shots: int
+
+
+class ShowReport(StrictModel):
+    """A report over one or more runs (shots): per shot, per sequence and for the show.
+
+    Serialised as ``report.json`` of the show report folder; ``report.csv`` holds the same
+    :class:`Figures` rows (shots, then sequences, then the show). ``costs`` sums the stage costs
+    of every shot (core-seconds per stage, role and backend).
+    """
+
+    schema_version: Literal[1] = 1
+    kind: Literal["show"] = "show"
+    generated_at: str
+    farmplug_version: str
+    show: Figures
+    sequences: list[Figures]
+    shots: list[ShotEntry]
+    costs: list[StageCost] = Field(default_factory=list)
+    assumptions: Assumptions
     notes: list[str] = Field(default_factory=list)
