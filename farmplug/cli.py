@@ -138,10 +138,13 @@ def build_parser() -> argparse.ArgumentParser:
     fallback.add_argument("--run-dir", type=Path, required=True)
     _add_task_args(fallback)
 
-    report = verbs.add_parser("report", help="build the savings report of a finished run folder")
+    report = verbs.add_parser("report", help="build the savings report of finished run folders (one shot or a show)")
     _add_common(report)
-    report.add_argument("run_dir", type=Path)
-    report.add_argument("--out", type=Path, default=None, help="where to write report.html/json (default: the run folder)")
+    report.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
+    report.add_argument("--out", type=Path, default=None,
+                        help="where to write report.html/json/csv (default: the run folder for one run; required for several)")
+    report.add_argument("--prices", type=Path, default=None, help="prices YAML (currency, per core-hour, per GPU-hour...)")
+    report.add_argument("--capacity", type=Path, default=None, help="farm capacity YAML (CPU nodes x cores, GPUs)")
     return parser
 
 
@@ -422,10 +425,23 @@ def _print_headline(report, html: Path) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from farmplug.report.build import build_report
+    if len(args.run_dirs) == 1 and args.prices is None and args.capacity is None:
+        from farmplug.report.build import build_report
 
-    report, html = build_report(args.run_dir, args.out or args.run_dir)
-    _print_headline(report, html)
+        report, html = build_report(args.run_dirs[0], args.out or args.run_dirs[0])
+        _print_headline(report, html)
+        return 0
+    from farmplug.report.show import build_show_report
+
+    if args.out is None:
+        if len(args.run_dirs) > 1:
+            raise FarmplugError("--out is required when reporting several run folders")
+        args.out = args.run_dirs[0] / "show-report"
+    show, html, json_path, csv_path = build_show_report(
+        args.run_dirs, args.out, prices_file=args.prices, capacity_file=args.capacity
+    )
+    print(f"{len(show.shots)} shots: report {html}")
+    print(f"  data: {json_path}, {csv_path}")
     return 0
 
 

@@ -157,9 +157,17 @@ def test_plan_submit_report_on_the_local_farm(tiny_scene, tmp_path, capsys):
     assert main(["submit", str(plan), "--farm", "local", "--run-dir", str(run_dir), "--no-report"]) == 0
     assert "ran 1 tasks, skipped 4" in capsys.readouterr().out
     np.testing.assert_allclose(read_frame(lost).feature("color"), before, atol=1e-4)
-    # The report can be rebuilt from the run folder alone.
+    # The report can be rebuilt from the run folder alone, and priced and scheduled for a producer.
     assert main(["report", str(run_dir), "--out", str(tmp_path / "again")]) == 0
     assert (tmp_path / "again" / "report.html").is_file()
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    assert main(["report", str(run_dir), "--out", str(tmp_path / "show"), "--prices", str(examples / "prices.yaml"),
+                 "--capacity", str(examples / "capacity.yaml")]) == 0
+    assert "1 shots" in capsys.readouterr().out
+    csv_text = (tmp_path / "show" / "report.csv").read_text()
+    assert "tiny" in csv_text and "USD" in csv_text
+    assert main(["report", str(run_dir), str(run_dir)]) == 1
+    assert "--out is required" in capsys.readouterr().err
 
 
 def test_killed_run_resumes_with_nothing_lost(tiny_scene, tmp_path):
