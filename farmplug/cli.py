@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--width", type=int, default=None)
     demo.add_argument("--height", type=int, default=None)
     demo.add_argument("--samples", type=int, default=None, help="full-quality samples per pixel")
-    demo.add_argument("--samples-factor", type=float, default=None, help="plan samples = full samples x this")
+    demo.add_argument("--samples-factor", type=float, default=None,
+                      help="use this fixed plan (samples = full x this) instead of calibrating")
     demo.add_argument("--threads", type=int, default=None, help="render threads (default: all cores)")
     demo.add_argument("--frame-step", type=int, default=None, help="render every Nth frame, interpolate the rest")
     demo.add_argument("--guided", action="store_true", default=None, help="inbetween: guide with cheap aux renders")
@@ -60,6 +61,20 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--frame-step", type=int, default=1, help="render every Nth frame and interpolate the rest")
     plan.add_argument("--guided", action="store_true", help="inbetween: render cheap aux passes of the in-between frames")
     plan.add_argument("--json", action="store_true", help="print the plan and its task list as JSON")
+
+    cal = verbs.add_parser("calibrate", help="measure candidate plans on check frames; save the cheapest that meets the target")
+    _add_common(cal)
+    cal.add_argument("shot", type=Path, help="shot YAML")
+    cal.add_argument("--out", type=Path, default=None, help="folder for plan.yaml and the evidence (default: beside the shot)")
+    cal.add_argument("--factors", default=None, help="samples factors to try, e.g. 1/64,1/32,1/16 (default: 1/64..1/8)")
+    cal.add_argument("--frame-steps", default=None, help="frame steps to try, e.g. 1,2 (default: 1, and 2 for 5+ frames)")
+    cal.add_argument("--check-frames", type=int, default=3, help="how many check frames to measure")
+    cal.add_argument("--flip-target", type=float, default=0.1, help="mean HDR-FLIP allowed on check frames")
+    cal.add_argument("--flip-p95-max", type=float, default=None, help="also bound the 95th-percentile FLIP")
+    cal.add_argument("--chunk-size", type=int, default=8)
+    cal.add_argument("--threads", type=int, default=None)
+    cal.add_argument("--run-dir", type=Path, default=None,
+                     help="the run folder the plan will use: its reference renders are made now and reused")
 
     submit = verbs.add_parser("submit", help="compile a plan into a job graph and submit it to a farm")
     _add_common(submit)
@@ -424,6 +439,49 @@ def _print_headline(report, html: Path) -> None:
     print(f"report: {html}")
 
 
+def _candidates(factors: str | None, steps: str | None, shot):
+    from fractions import Fraction
+
+    from farmplug.calibrate import Candidate, default_candidates
+
+    if factors is None and steps is None:
+        return default_candidates(shot)
+    try:
+        values = [float(Fraction(f.strip())) for f in (factors or "1/64,1/32,1/16,1/8").split(",") if f.strip()]
+        frame_steps = [int(x) for x in (steps or "1").split(",") if x.strip()]
+    except (ValueError, ZeroDivisionError) as err:
+        raise FarmplugError(f"bad --factors/--frame-steps: {err}") from None
+    return [Candidate(f, frame_step=n) for n in frame_steps for f in values]
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from farmplug.calibrate import calibrate, summary_table
+    from farmplug.models import QualityTarget, load_shot
+    from farmplug.progress import progress_bar
+
+    shot = load_shot(args.shot)
+    out = args.out or args.shot.parent
+    candidates = _candidates(args.factors, args.frame_steps, shot)
+    with progress_bar(1 + len(candidates), "calibrate", unit="step") as bar:
+        def progress(done: int, _total: int, label: str) -> None:
+            bar.n = done
+            bar.set_postfix_str(label)
+            bar.refresh()
+
+        result = calibrate(
+            args.shot, out, candidates=candidates, check_frames=args.check_frames,
+            target=QualityTarget(flip_mean_max=args.flip_target), flip_p95_max=args.flip_p95_max,
+            chunk_size=args.chunk_size, threads=args.threads, progress=progress, run_dir=args.run_dir,
+        )
+    print(summary_table(result))
+    if result.plan_file:
+        print(f"chose {result.recommendation}: {result.reason}")
+        print(f"wrote {out / result.plan_file}; next: farmplug submit {out / result.plan_file} --farm local")
+    else:
+        print(f"recommendation: full render. {result.reason}")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     if len(args.run_dirs) == 1 and args.prices is None and args.capacity is None:
         from farmplug.report.build import build_report
@@ -457,6 +515,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         }.items()
         if v is not None
     }
+    if args.samples_factor is not None:
+        overrides["calibrate"] = False
     report, html = run_demo(args.out, DemoSettings(**overrides))
     _print_headline(report, html)
     return 0
@@ -469,7 +529,8 @@ def dispatch(args: argparse.Namespace) -> int:
             "inbetween": cmd_run_inbetween, "fallback": cmd_run_fallback,
         }
         return runners[args.what](args)
-    return {"demo": cmd_demo, "plan": cmd_plan, "submit": cmd_submit, "report": cmd_report}[args.verb](args)
+    verbs = {"demo": cmd_demo, "plan": cmd_plan, "calibrate": cmd_calibrate, "submit": cmd_submit, "report": cmd_report}
+    return verbs[args.verb](args)
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -1,0 +1,181 @@
+"""Calibration's choice and cost logic on hand-made measurements (no rendering)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from farmplug.calibrate import (
+    FULL_RENDER,
+    Candidate,
+    CandidateResult,
+    CostEstimate,
+    MeasuredCost,
+    calibrate,
+    choose,
+    default_candidates,
+    estimate_cost,
+    reference_cost,
+)
+from farmplug.errors import ConfigError
+from farmplug.models import FrameRangeModel, QualityTarget, Resolution, Shot
+
+
+def shot(frames: int = 24) -> Shot:
+    return Shot(name="s", scene="s.blend", frames=FrameRangeModel(start=1, end=frames),
+                resolution=Resolution(width=64, height=36), samples=1024, output="out/s.####.exr")
+
+
+def result(name: str, flip: float, total: float, *, step: int = 1, factor: float = 1 / 32, p95: float | None = None) -> CandidateResult:
+    return CandidateResult(
+        name=name, samples_factor=factor, samples=32, frame_step=step, stages=["denoise:oidn"], passes=[], frames=[],
+        flip_mean=flip, flip_p95=p95 if p95 is not None else flip * 2, psnr=30.0, ssim=0.9,
+        measured=MeasuredCost(render_core_s_per_frame=1.0, render_overhead_core_s=1.0),
+        cost=CostEstimate(frames=24, tasks=6, per_frame_core_s=total / 24, fixed_core_s=0.0, total_core_s=total),
+        predicted_ratio=1000.0 / total,
+    )
+
+
+def test_cheapest_candidate_meeting_the_target_is_chosen():
+    choice = choose(
+        [result("too-noisy", 0.15, 50), result("expensive", 0.05, 300), result("good", 0.09, 120)],
+        full_core_s=1000, flip_mean_max=0.1,
+    )
+    assert choice.recommendation == "good"
+    assert choice.chosen.name == "good"
+    assert [c.chosen for c in choice.candidates] == [False, False, True]
+    assert [c.meets_target for c in choice.candidates] == [False, True, True]
+    assert "misses the target" in choice.candidates[0].reason
+    assert "good" in choice.reason and "1000" in choice.reason
+
+
+def test_none_meets_the_target_recommends_the_full_render_with_the_reason():
+    choice = choose([result("a", 0.2, 50), result("b", 0.12, 100)], full_core_s=1000, flip_mean_max=0.1)
+    assert choice.recommendation == FULL_RENDER
+    assert choice.chosen is None
+    assert not any(c.chosen or c.meets_target for c in choice.candidates)
+    assert "no candidate meets" in choice.reason and "b" in choice.reason and "0.1200" in choice.reason
+
+
+def test_meeting_the_target_but_not_saving_is_not_chosen():
+    choice = choose([result("dear", 0.01, 1200)], full_core_s=1000, flip_mean_max=0.1)
+    assert choice.recommendation == FULL_RENDER
+    assert choice.candidates[0].meets_target and not choice.candidates[0].chosen
+    assert "none costs less than the full render" in choice.reason
+
+
+@pytest.mark.parametrize(
+    ("candidates", "winner"),
+    [
+        pytest.param([result("worse", 0.09, 100), result("better", 0.05, 100)], "better", id="equal-cost-better-quality"),
+        pytest.param([result("step", 0.05, 100, step=2), result("plain", 0.05, 100)], "plain", id="equal-then-no-frame-step"),
+        pytest.param([result("fewer", 0.05, 100, factor=1 / 64), result("more", 0.05, 100, factor=1 / 16)], "more",
+                     id="equal-then-more-samples"),
+        pytest.param([result("b", 0.05, 100), result("a", 0.05, 100)], "a", id="all-equal-by-name"),
+    ],
+)
+def test_ties(candidates, winner):
+    assert choose(candidates, full_core_s=1000, flip_mean_max=0.1).recommendation == winner
+
+
+def test_p95_bound_when_given():
+    candidates = [result("spiky", 0.05, 50, p95=0.4), result("even", 0.08, 80, p95=0.2)]
+    assert choose(candidates, full_core_s=1000, flip_mean_max=0.1).recommendation == "spiky"
+    choice = choose(candidates, full_core_s=1000, flip_mean_max=0.1, flip_p95_max=0.3)
+    assert choice.recommendation == "even"
+    assert "p95 0.4000 > 0.3" in choice.candidates[0].reason
+
+
+def test_no_candidates_is_an_error():
+    with pytest.raises(ConfigError, match="no calibration candidates"):
+        choose([], full_core_s=1, flip_mean_max=0.1)
+
+
+MEASURED = dict(render_core_s_per_frame=10.0, render_overhead_core_s=5.0, denoise_core_s_per_frame=1.0,
+                denoise_overhead_core_s=2.0, inbetween_core_s_per_frame=0.5)
+
+
+def test_every_frame_plan_cost_counts_each_task_start_up():
+    plan = Candidate(1 / 32).plan(shot="shot.yaml", target=QualityTarget(), chunk_size=8)
+    cost = estimate_cost(MeasuredCost(**MEASURED), plan, shot(24))
+    assert cost.tasks == 6  # 3 render + 3 denoise chunks
+    assert cost.per_frame_core_s == pytest.approx(11.0)
+    assert cost.fixed_core_s == pytest.approx(3 * 5 + 3 * 2)
+    assert cost.total_core_s == pytest.approx(24 * 11 + 21)
+
+
+def test_frame_step_cost_includes_expected_fallbacks():
+    plan = Candidate(1 / 32, frame_step=2).plan(shot="shot.yaml", target=QualityTarget(), chunk_size=8)
+    # 24 frames, step 2: keyframes 1,3,...,23,24 (13) in chunks of 8 and 5; in-between frames
+    # 2..16 (8, first inbetween/fallback task) and 18,20,22 (3, second).
+    none_fail = estimate_cost(MeasuredCost(**MEASURED, fallback_rate=0.0), plan, shot(24))
+    half_fail = estimate_cost(MeasuredCost(**MEASURED, fallback_rate=0.5), plan, shot(24))
+    frame_work = 13 * 11 + 11 * 0.5
+    assert none_fail.per_frame_core_s == pytest.approx(frame_work / 24)
+    assert none_fail.fixed_core_s == pytest.approx(2 * 5 + 2 * 2)
+    assert half_fail.per_frame_core_s == pytest.approx((frame_work + 0.5 * 11 * 11) / 24)
+    expected_start_ups = (1 - 0.5**8) + (1 - 0.5**3)
+    assert half_fail.fixed_core_s == pytest.approx(2 * 5 + 2 * 2 + expected_start_ups * 7)
+    assert half_fail.total_core_s == pytest.approx(half_fail.per_frame_core_s * 24 + half_fail.fixed_core_s)
+    # Everything failing costs more than rendering every frame: the frame step would not pay.
+    all_fail = estimate_cost(MeasuredCost(**MEASURED, fallback_rate=1.0), plan, shot(24))
+    every_frame = estimate_cost(MeasuredCost(**MEASURED), Candidate(1 / 32).plan(shot="shot.yaml", target=QualityTarget()), shot(24))
+    assert all_fail.total_core_s > every_frame.total_core_s
+
+
+def test_reference_cost_pays_one_start_up_per_chunk():
+    cost = reference_cost(60.0, 4.0, 24, 8)
+    assert (cost.tasks, cost.total_core_s) == (3, 24 * 60 + 3 * 4)
+    assert reference_cost(60.0, 4.0, 25, 8).tasks == 4
+
+
+@pytest.mark.parametrize(
+    ("candidate", "name"),
+    [
+        pytest.param(Candidate(1 / 32), "x1-32_denoise", id="factor"),
+        pytest.param(Candidate(1 / 16, frame_step=2), "x1-16_step2_denoise_inbetween", id="step"),
+        pytest.param(Candidate(0.3, denoise=False), "x3-10", id="no-denoise"),
+        pytest.param(Candidate(1 / math.pi), "x0.31831_denoise", id="irrational"),
+    ],
+)
+def test_candidate_names(candidate, name):
+    assert candidate.name == name
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        pytest.param(dict(samples_factor=0), id="zero-factor"),
+        pytest.param(dict(samples_factor=1.5), id="factor-above-1"),
+        pytest.param(dict(samples_factor=0.5, frame_step=0), id="zero-step"),
+    ],
+)
+def test_bad_candidates_are_rejected(kwargs):
+    with pytest.raises(ConfigError):
+        Candidate(**kwargs)
+
+
+def test_default_candidates_add_a_frame_step_only_on_longer_shots():
+    assert [c.frame_step for c in default_candidates(shot(4))] == [1] * 4
+    assert [c.frame_step for c in default_candidates(shot(24))] == [1] * 4 + [2] * 4
+
+
+def test_bad_input_is_refused_before_rendering(tmp_path):
+    with pytest.raises(ConfigError, match="missing.yaml"):
+        calibrate(tmp_path / "missing.yaml", tmp_path / "out")
+    (tmp_path / "bad.yaml").write_text("name: x\n")
+    with pytest.raises(ConfigError, match="bad.yaml"):
+        calibrate(tmp_path / "bad.yaml", tmp_path / "out")
+    shot_file = tmp_path / "shot.yaml"
+    shot_file.write_text(shot().model_dump_json())
+    with pytest.raises(ConfigError, match="s.blend"):
+        calibrate(shot_file, tmp_path / "out")
+    (tmp_path / "s.blend").write_bytes(b"")
+    with pytest.raises(ConfigError, match="no calibration candidates"):
+        calibrate(shot_file, tmp_path / "out", candidates=[])
+    with pytest.raises(ConfigError, match="repeat"):
+        calibrate(shot_file, tmp_path / "out", candidates=[Candidate(0.5), Candidate(0.5)])
+    with pytest.raises(ConfigError, match="crop"):
+        calibrate(shot_file, tmp_path / "out", crop=0.5)
+    assert not (tmp_path / "out").exists()
