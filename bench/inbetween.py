@@ -4,12 +4,15 @@ For each test sequence (farmplug.render.sequences) every frame is rendered at fu
 depth, motion, albedo and normal (cached in --out). For each keyframe step, every frame between
 two keyframes is interpolated by farmplug (unguided, and guided by the target's own depth and
 vectors), by a crossfade and by DIS optical flow, and scored against the real render with mean
-HDR-FLIP and PSNR. A second render of one frame with another seed gives the render-noise floor:
-no interpolation can score much better than that against a noisy reference. Interpolation speed
-is measured on synthetic 1920x1080 inputs.
+HDR-FLIP and PSNR. The references are rendered cleanly (1024 spp and Cycles' OIDN denoiser,
+switched on for these renders only). A second render of one frame with another seed gives the
+render-noise floor: no interpolation can score much better than that against its reference.
+Each farmplug frame's score is listed beside its measured error, and frames scoring under
+--threshold count as sent back to render. Interpolation speed is measured on synthetic
+1920x1080 inputs.
 
     .venv/bin/python bench/inbetween.py --out /tmp/bench-inbetween [--sequences all] [--steps 2,3]
-        [--resolution 160x90] [--samples 256] [--frames 9]
+        [--resolution 160x90] [--samples 1024] [--frames 9] [--threshold 0.5] [--no-denoise]
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from farmplug.render.base import frame_path
 from farmplug.render.sequences import SEQUENCES, build_sequence
 
 PASSES = frozenset({"albedo", "normal", "depth", "motion"})
-SCORE_THRESHOLD = 0.5  # frames scoring below this go back to the render queue
+SCORE_THRESHOLD = 0.5  # default --threshold: frames scoring below this go back to the render queue
 NOISE_SEED = 977  # the noise-floor render's seed (the sequences use seed 0)
 SPEED_SIZE = (1920, 1080)
 SPEED_REPEATS = 3
@@ -78,13 +81,44 @@ def load_rendered(path: Path) -> Rendered:
     return Rendered(color=color, depth=frame.feature("depth")[:, :, 0], to_prev=to_prev, to_next=to_next)
 
 
+# The bench's references must be far cleaner than the errors it measures: Cycles' own OIDN
+# denoiser (albedo + normal guided) is switched on in the render child for these renders only.
+# farmplug's renderer keeps it off everywhere else (the denoise stage owns denoising).
+_DENOISED_CHILD = """
+import sys
+from farmplug.render import _blender_child as child
+plain = child.configure_scene
+def configure(bpy, request):
+    scene = plain(bpy, request)
+    cycles = scene.cycles
+    cycles.use_denoising = True
+    cycles.denoiser = "OPENIMAGEDENOISE"
+    cycles.denoising_input_passes = "RGB_ALBEDO_NORMAL"
+    cycles.denoising_prefilter = "ACCURATE"
+    cycles.denoising_quality = "HIGH"
+    return scene
+child.configure_scene = configure
+status = child.main([sys.argv[0], *sys.argv[1:]])
+sys.stderr.flush()
+import os
+os._exit(status)
+"""
+
+
+class DenoisedRenderer(BlenderRenderer):
+    """The farmplug Blender renderer with Cycles' denoiser on (bench references only)."""
+
+    def command(self, request_json: Path, result_json: Path) -> list[str]:
+        return [str(self.python_executable), "-c", _DENOISED_CHILD, str(request_json), str(result_json)]
+
+
 def render_sequence(name: str, folder: Path, args: argparse.Namespace) -> tuple[str, str]:
     """Build and render one sequence unless cached; returns the frame and noise-floor patterns."""
     scene = folder / "scene.blend"
     if not scene.is_file():
         log(f"{name}: building")
         build_sequence(name, scene, frames=args.frames, resolution=args.resolution, samples=args.samples)
-    renderer = BlenderRenderer()
+    renderer = DenoisedRenderer() if args.denoise else BlenderRenderer()
     pattern = str(folder / "frames" / "f.####.exr")
     missing = [f for f in range(1, args.frames + 1) if not frame_path(pattern, f).is_file()]
     if missing:
@@ -121,7 +155,7 @@ class Scores:
         if score is not None:
             self.score.append(score)
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self, threshold: float) -> dict[str, Any]:
         out: dict[str, Any] = {
             "frames": len(self.frames),
             "flip_mean": float(np.mean(self.flip)) if self.flip else None,
@@ -132,7 +166,7 @@ class Scores:
             ],
         }
         if self.score:
-            passing = [i for i, s in enumerate(self.score) if s >= SCORE_THRESHOLD]
+            passing = [i for i, s in enumerate(self.score) if s >= threshold]
             out["passing_frames"] = len(passing)
             out["sent_back_share"] = 1.0 - len(passing) / len(self.score)
             out["passing_flip_mean"] = float(np.mean([self.flip[i] for i in passing])) if passing else None
@@ -141,7 +175,9 @@ class Scores:
         return out
 
 
-def evaluate_step(frames: dict[int, Rendered], step: int, count: int, module: Any | None) -> dict[str, dict]:
+def evaluate_step(
+    frames: dict[int, Rendered], step: int, count: int, module: Any | None, threshold: float
+) -> dict[str, dict]:
     """Interpolate every non-key frame of one step with each method and score it."""
     methods: dict[str, Scores] = {"crossfade": Scores(), "optical flow (DIS)": Scores()}
     if module is not None:
@@ -167,7 +203,7 @@ def evaluate_step(frames: dict[int, Rendered], step: int, count: int, module: An
             s = (t - a_frame) / step
             methods["crossfade"].add(t, frames[t].color, crossfade(a.color, b.color, s))
             methods["optical flow (DIS)"].add(t, frames[t].color, optical_flow_interpolate(a.color, b.color, s))
-    return {label: scores.summary() for label, scores in methods.items()}
+    return {label: scores.summary(threshold) for label, scores in methods.items()}
 
 
 def _synthetic_frame(rng: np.random.Generator, width: int, height: int) -> Rendered:
@@ -221,11 +257,12 @@ def _fmt(value: float | None, spec: str) -> str:
 def markdown(results: dict[str, Any]) -> str:
     meta = results["meta"]
     lines = [
-        f"# inbetween benchmark: {meta['resolution']} px, {meta['samples']} spp references, {meta['frames']} frames; "
-        f"machine {meta['machine']}, {meta['cores']} cores",
+        f"# inbetween benchmark: {meta['resolution']} px, {meta['frames']} frames; "
+        f"machine {meta['machine']}, {meta['cores']} cores, {meta['date']}",
         "# guided = guide depth/vectors taken from the real target render here; in production they come from a "
         "cheap 1-4 spp aux render.",
-        f"# passing = frames with score >= {SCORE_THRESHOLD}; sent back = share of frames re-rendered instead.",
+        f"# passing = frames with score >= {meta['score_threshold']}; sent back = share of frames re-rendered instead.",
+        f"# references: {meta['references']}",
         "",
         "| sequence | step | method | frames | mean FLIP | PSNR dB | passing FLIP | passing PSNR dB | sent back |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -247,7 +284,22 @@ def markdown(results: dict[str, Any]) -> str:
                     f"| {name} | {step} | {label} | {m['frames']} | {_fmt(m['flip_mean'], '.4f')} | "
                     f"{_fmt(m['psnr'], '.2f')} | {passing} |"
                 )
-    lines += ["", f"Speed at {SPEED_SIZE[0]}x{SPEED_SIZE[1]} on this CPU (median of {SPEED_REPEATS}):", "",
+    lines += ["", "Per frame: farmplug's score against the measured error (u = unguided, g = guided).", "",
+              "| sequence | step | frame | score u | FLIP u | PSNR u | score g | FLIP g | PSNR g |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for name, seq in results["sequences"].items():
+        for step, methods in seq["steps"].items():
+            un, gd = methods.get("farmplug unguided"), methods.get("farmplug guided")
+            if not un or not gd:
+                continue
+            for u, g in zip(un["per_frame"], gd["per_frame"], strict=True):
+                lines.append(
+                    f"| {name} | {step} | {u['frame']} | {u['score']:.3f} | {u['flip_mean']:.4f} | {u['psnr']:.2f} | "
+                    f"{g['score']:.3f} | {g['flip_mean']:.4f} | {g['psnr']:.2f} |"
+                )
+    load = ", ".join(f"{x:.2f}" for x in meta.get("load_average_before_speed", []))
+    lines += ["", f"Speed at {SPEED_SIZE[0]}x{SPEED_SIZE[1]} on this CPU (median of {SPEED_REPEATS}; load average "
+              f"before: {load}):", "",
               "| method | frames/s |", "|---|---|"]
     for label, fps in results["speed_fps"].items():
         lines.append(f"| {label} | {fps:.2f} |")
@@ -265,8 +317,11 @@ def main() -> None:
     parser.add_argument("--sequences", default="all", help=f"comma-separated, or all: {', '.join(SEQUENCES)}")
     parser.add_argument("--steps", default="2,3")
     parser.add_argument("--resolution", type=parse_resolution, default=(160, 90))
-    parser.add_argument("--samples", type=int, default=256)
+    parser.add_argument("--samples", type=int, default=1024)
     parser.add_argument("--frames", type=int, default=9)
+    parser.add_argument("--no-denoise", dest="denoise", action="store_false",
+                        help="raw references (Cycles' denoiser off); noisier than the errors measured")
+    parser.add_argument("--threshold", type=float, default=SCORE_THRESHOLD, help="frame score a frame needs to pass")
     parser.add_argument("--no-speed", action="store_true", help="skip the 1080p speed measurement")
     args = parser.parse_args()
     names = list(SEQUENCES) if args.sequences == "all" else [n.strip() for n in args.sequences.split(",")]
@@ -284,15 +339,21 @@ def main() -> None:
             "frames": args.frames,
             "steps": steps,
             "machine": platform.node(),
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "cores": os.cpu_count(),
-            "score_threshold": SCORE_THRESHOLD,
+            "score_threshold": args.threshold,
+            "references": (
+                f"{args.samples} spp with Cycles' OIDN denoiser (albedo+normal)" if args.denoise
+                else f"{args.samples} spp, not denoised"
+            ),
             "farmplug_method": module is not None,
             "guided_note": "guides use the real target render's depth/vectors; in production a 1-4 spp aux render",
         },
         "sequences": {},
     }
     for name in names:
-        folder = args.out / f"{name}_{width}x{height}_{args.samples}spp_{args.frames}f"
+        clean = "_dn" if args.denoise else ""
+        folder = args.out / f"{name}_{width}x{height}_{args.samples}spp{clean}_{args.frames}f"
         pattern, noise_pattern = render_sequence(name, folder, args)
         frames = {f: load_rendered(frame_path(pattern, f)) for f in range(1, args.frames + 1)}
         middle = (1 + args.frames) // 2
@@ -303,9 +364,10 @@ def main() -> None:
                 log(f"{name}: step {step} leaves nothing to interpolate in {args.frames} frames; skipped")
                 continue
             log(f"{name}: step {step}")
-            seq["steps"][str(step)] = evaluate_step(frames, step, args.frames, module)
+            seq["steps"][str(step)] = evaluate_step(frames, step, args.frames, module, args.threshold)
         results["sequences"][name] = seq
 
+    results["meta"]["load_average_before_speed"] = list(os.getloadavg())
     results["speed_fps"] = {} if args.no_speed else measure_speed(module)
     table = markdown(results)
     print(table)

@@ -97,7 +97,7 @@ class InbetweenConfig(StrictModel):
     kind: Literal["inbetween"] = "inbetween"
     backend: Literal["splat"] = "splat"
     confidence_threshold: float = Field(
-        default=0.9, ge=0, le=1, description="frames scoring below this are re-rendered for real"
+        default=0.6, ge=0, le=1, description="frames scoring below this are re-rendered for real"
     )
     guided: bool = Field(default=False, description="render cheap aux passes of the in-between frames to guide them")
     guide_samples: int = Field(default=2, ge=1, le=16, description="samples per pixel of the guide aux render")

@@ -22,19 +22,24 @@ not by guessing their motion:
    (a weighted image pyramid) for continuous layers, by the farthest neighbouring depth for
    depth (a disocclusion reveals background) and by the nearest contributor for id layers.
 
-Per-pixel confidence (all terms in [0, 1], see :func:`interpolate`)::
+Per-pixel confidence (all terms in [0, 1]; the formula and the measurements behind it are in
+``docs/inbetween.md``)::
 
     confidence = visibility * agreement * motion * (1 - invalid)
-    visibility = 0.6 * min(vA, vB) + 0.4 * max(vA, vB)           unguided
-               = 0.2 * min(vA, vB) + 0.8 * max(vA, vB)           guided (depth-confirmed)
-               (0.5 where only a guide colour fills the pixel)
-    agreement  = 1 - both * (1 - exp(-(d / 0.1) ** 2)),  d = mean |tm(pred_1) - tm(pred_2)|
+    visibility = seen * (o + (1 - o) * checked)
+    seen       = max(tol_A, tol_B)          tol_X = 3x3 maximum of cov_X (bridges cracks)
+    checked    = max(min(cov_A, cov_B), tol_A * outside_B, tol_B * outside_A)
+    agreement  = 1 - min(cov_A, cov_B) * (1 - exp(-(d / 0.1) ** 2)),  d = mean |tm(pred_A) - tm(pred_B)|
     motion     = clip(2 - step_motion_px / max_motion_px, 0, 1)
 
-with ``vA, vB`` each side's coverage of the visible surface, ``both = min(vA, vB)``, ``tm`` the
-Reinhard curve ``x / (1 + x)`` (so the difference is relative to brightness), and ``invalid`` the
-share of non-finite source pixels that would have landed there. The frame **score** is the share
-of pixels whose confidence is at least ``confidence_threshold``.
+with ``cov_X`` one side's coverage of its own front surface, ``outside_X`` whether the pixel,
+moved along its velocity, lies outside keyframe X's frame (one-sided for that reason is as safe
+as two-sided), ``o`` the confidence of a pixel seen by one side only because the other side's
+view of it is occluded (0.5; 0.8 guided, where the guide's depth confirms the surface), ``tm``
+the Reinhard curve ``x / (1 + x)`` and ``invalid`` the share of non-finite source pixels that
+would have landed there. The frame **score** is ``1 - `` the largest mean of ``1 - confidence``
+over square windows ``score_window`` x the shorter image side wide: one compact bad region
+fails a frame however good the rest is.
 
 torch is imported by this module only; ``import farmplug`` never loads it.
 """
@@ -63,6 +68,13 @@ LAYER_KINDS: tuple[str, ...] = ("color", "normal", "depth", "vector", "id", "sca
 _EPS = 1e-4  # bilinear weights below this do not count as a contribution
 _HOLE = 1e-3  # total splat weight below this is a hole
 _AGREEMENT_SCALE = 0.1  # tone-mapped colour difference that drops agreement to exp(-1)
+# A side covers a pixel fully from a splat weight of 1 / _FULL_COVERAGE: samples of one surface
+# at slightly different depths (a floor at a grazing angle) weigh less than 1 in the soft
+# z-buffer, and a magnified surface's bilinear footprints sum to less than 1 between samples.
+_FULL_COVERAGE = 2.0
+_COVER_DEPTH = 2.0  # samples within this many depth_softness of the nearest are front surface
+# One side's nearest surface this far (relative) behind the other side's is hidden by it.
+_HIDDEN_DEPTH = 0.3
 
 
 @dataclass(frozen=True)
@@ -132,7 +144,15 @@ class InterpolationSettings:
             ``depth_softness * zmin`` behind the nearest one weighs ``exp(-1)``.
         max_motion_px: Motion over the keyframe step (pixels) above which confidence falls;
             it reaches 0 at twice this.
-        confidence_threshold: Per-pixel confidence counted as good by the frame score.
+        confidence_threshold: Per-pixel confidence counted as good by the ``low_confidence``
+            statistic (the frame score does not use it).
+        one_sided_confidence: Confidence of a pixel seen by one keyframe only (outside the
+            other's frame or occluded in it): predicted from the side that sees it, but with no
+            second prediction to check it against.
+        guided_one_sided_confidence: The same for a guided target, where the guide's depth
+            confirms that the one side brings the right surface.
+        score_window: Side of the square window of the frame score, as a share of the
+            image's shorter side.
         guide_depth_tolerance: Relative depth difference (guided mode) at which a warped
             keyframe or the splat is trusted ``exp(-1)``.
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
@@ -141,6 +161,9 @@ class InterpolationSettings:
     depth_softness: float = 0.05
     max_motion_px: float = 48.0
     confidence_threshold: float = 0.5
+    one_sided_confidence: float = 0.5
+    guided_one_sided_confidence: float = 0.8
+    score_window: float = 0.1
     guide_depth_tolerance: float = 0.05
     device: str = "auto"
 
@@ -278,9 +301,7 @@ class _Plan:
 
     color: slice
     depth: int
-    to_prev: slice
-    to_next: slice
-    motion: int
+    velocity: slice  # displacement per frame, forward in time (A: to_next, B: -to_prev)
     continuous: dict[str, slice]
     normals: tuple[str, ...]
     depths: tuple[str, ...]
@@ -291,7 +312,7 @@ class _Plan:
 
 def _plan(key: Keyframe) -> _Plan:
     c = _shape(key.color)[2]
-    offset = c + 1 + 2 + 2 + 1
+    offset = c + 1 + 2
     continuous: dict[str, slice] = {}
     normals, depths, vectors, ids = [], [], [], []
     for name, layer in key.layers.items():
@@ -311,9 +332,7 @@ def _plan(key: Keyframe) -> _Plan:
     return _Plan(
         color=slice(0, c),
         depth=c,
-        to_prev=slice(c + 1, c + 3),
-        to_next=slice(c + 3, c + 5),
-        motion=c + 5,
+        velocity=slice(c + 1, c + 3),
         continuous=continuous,
         normals=tuple(normals),
         depths=tuple(depths),
@@ -325,14 +344,14 @@ def _plan(key: Keyframe) -> _Plan:
 
 @dataclass(frozen=True)
 class _Source:
-    """One keyframe on the device: packed features (HW x F), ids (HW x K), depth, validity."""
+    """One keyframe on the device: packed features (F x HW, channel-major so that weighting and
+    splatting run along contiguous rows), ids (HW x K), depth, validity."""
 
     features: torch.Tensor
     ids: torch.Tensor
     depth: torch.Tensor
     valid: torch.Tensor
     splat_vector: torch.Tensor  # HW x 2, displacement per frame towards the targets
-    step_motion: torch.Tensor
 
 
 def _tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -347,20 +366,25 @@ def _source(key: Keyframe, plan: _Plan, forward: bool, step: int, device: torch.
     to_next = _tensor(key.to_next, device).reshape(h * w, 2)
     # Constant velocity: the surface keeps the per-frame displacement it has at the keyframe.
     velocity = to_next if forward else -to_prev
-    parts = [color, depth[:, None], -velocity, velocity, (velocity.norm(dim=1) * step)[:, None]]
+    parts = [color, depth[:, None], velocity]
     parts += [_tensor(key.layers[name].data, device).reshape(h * w, -1) for name in plan.continuous]
-    features = torch.cat(parts, dim=1)
+    features = torch.cat([part.t() for part in parts], dim=0)
     ids = [_tensor(key.layers[name].data, device).reshape(h * w, -1) for name in plan.ids]
     id_tensor = torch.cat(ids, dim=1) if ids else torch.zeros(h * w, 0, device=device)
-    valid = torch.isfinite(features).all(dim=1) & torch.isfinite(id_tensor).all(dim=1) & (depth > 0)
-    splat_vector = torch.where(torch.isfinite(to_next if forward else to_prev), to_next if forward else to_prev, 0.0)
+    valid = torch.isfinite(features).all(dim=0) & (depth > 0)
+    if id_tensor.shape[1]:
+        valid &= torch.isfinite(id_tensor).all(dim=1)
+    splat_vector = to_next if forward else to_prev
+    if bool(valid.all()):
+        # The common case: no copies of clean inputs.
+        return _Source(features=features, ids=id_tensor, depth=depth.clamp_min(1e-6), valid=valid,
+                       splat_vector=splat_vector)
     return _Source(
-        features=torch.where(valid[:, None], features, 0.0),
+        features=torch.where(valid[None, :], features, 0.0),
         ids=torch.where(valid[:, None], id_tensor, 0.0),
         depth=torch.where(valid, depth, 1.0).clamp_min(1e-6),
         valid=valid,
-        splat_vector=splat_vector,
-        step_motion=torch.where(valid, velocity.norm(dim=1) * step, 0.0),
+        splat_vector=torch.where(torch.isfinite(splat_vector), splat_vector, 0.0),
     )
 
 
@@ -369,38 +393,66 @@ def _source(key: Keyframe, plan: _Plan, forward: bool, step: int, device: torch.
 
 @dataclass(frozen=True)
 class _Corner:
-    index: torch.Tensor  # T*HW target index (0 where weight is 0)
-    weight: torch.Tensor  # T*HW bilinear weight (0 outside or invalid)
+    index: torch.Tensor  # T*HW padded target index
+    weight: torch.Tensor  # T*HW bilinear weight (0 for masked-out sources)
 
 
 def _corners(source: _Source, scale: torch.Tensor, h: int, w: int, use_valid: bool) -> list[_Corner]:
-    """Bilinear footprints of every source pixel moved by ``scale[t] * splat_vector``."""
-    device = source.features.device
-    ys, xs = torch.meshgrid(
-        torch.arange(h, device=device, dtype=torch.float32),
-        torch.arange(w, device=device, dtype=torch.float32),
-        indexing="ij",
-    )
-    x = xs.reshape(1, -1) + scale[:, None] * source.splat_vector[None, :, 0]
-    y = ys.reshape(1, -1) + scale[:, None] * source.splat_vector[None, :, 1]
+    """Bilinear footprints of every source pixel moved by ``scale[t] * splat_vector``.
+
+    Targets are padded by a border ring (see :func:`_padded`): positions are clamped into
+    ``[-1, w] x [-1, h]`` first, so every footprint lies in the padded frame and anything
+    outside the real frame lands, whole, in the ring that is cropped away. That needs no
+    per-corner bounds test.
+    """
+    device = source.depth.device
+    hw, wp = h * w, w + 3
+    t = scale.shape[0]
+    x = torch.arange(w, device=device, dtype=torch.float32).repeat(h)
+    y = torch.arange(h, device=device, dtype=torch.float32).repeat_interleave(w)
+    if t == 1:
+        x = torch.addcmul(x, source.splat_vector[:, 0], scale[0])
+        y = torch.addcmul(y, source.splat_vector[:, 1], scale[0])
+    else:
+        x = (x[None, :] + scale[:, None] * source.splat_vector[None, :, 0]).reshape(-1)
+        y = (y[None, :] + scale[:, None] * source.splat_vector[None, :, 1]).reshape(-1)
+    x, y = x.clamp_(-1, w), y.clamp_(-1, h)
     x0, y0 = torch.floor(x), torch.floor(y)
-    fx, fy = x - x0, y - y0
-    mask = source.valid if use_valid else ~source.valid
-    base = (torch.arange(scale.shape[0], device=device) * (h * w))[:, None]
-    corners = []
-    for dx, dy, weight in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
-        xi, yi = x0 + dx, y0 + dy
-        inside = (xi >= 0) & (xi <= w - 1) & (yi >= 0) & (yi <= h - 1) & mask[None, :] & (weight > _EPS)
-        index = torch.where(inside, yi.clamp(0, h - 1).long() * w + xi.clamp(0, w - 1).long() + base, 0)
-        corners.append(_Corner(index=index.reshape(-1), weight=torch.where(inside, weight, 0.0).reshape(-1)))
-    return corners
+    fx, fy = x.sub_(x0), y.sub_(y0)
+    mask = (source.valid if use_valid else ~source.valid).float()
+    if t > 1:
+        mask = mask.repeat(t)
+    base = (y0 + 1).mul_(wp).add_(x0 + 1).long()
+    if t > 1:
+        base += (torch.arange(t, device=device) * ((h + 3) * wp)).repeat_interleave(hw)
+    gx, gy = 1 - fx, (1 - fy).mul_(mask)
+    fy = fy.mul_(mask)
+    return [
+        _Corner(index=base, weight=gx * gy),
+        _Corner(index=base + 1, weight=fx * gy),
+        _Corner(index=base + wp, weight=gx * fy),
+        _Corner(index=base + (wp + 1), weight=fx * fy),
+    ]
+
+
+def _padded(t: int, h: int, w: int) -> int:
+    """Pixels of ``t`` targets with a border ring (1 px left and top, 2 px right and bottom,
+    where a footprint starting at the clamped ``w`` or ``h`` ends; see :func:`_corners`)."""
+    return t * (h + 3) * (w + 3)
+
+
+def _crop(flat: torch.Tensor, t: int, h: int, w: int) -> torch.Tensor:
+    """Channel-major padded targets (C x T*(H+3)*(W+3)) -> T x C x H x W, ring cropped."""
+    c = flat.shape[0]
+    return flat.view(c, t, h + 3, w + 3)[:, :, 1 : h + 1, 1 : w + 1].permute(1, 0, 2, 3).contiguous()
 
 
 @dataclass(frozen=True)
 class _Splat:
-    acc: torch.Tensor  # T*HW x F weighted feature sums
-    wsum: torch.Tensor  # T*HW soft-z weight sums
-    scores: list[torch.Tensor]  # per corner, T*HW contribution score (for id selection)
+    acc: torch.Tensor  # F x P weighted feature sums (P: padded target pixels, see _padded)
+    wsum: torch.Tensor  # P soft-z weight sums
+    cover: torch.Tensor  # P bilinear weight sums of front-surface samples
+    scores: list[torch.Tensor]  # per corner, contribution score (for id selection)
 
 
 def _splat_pair(
@@ -409,33 +461,47 @@ def _splat_pair(
     time_weights: tuple[torch.Tensor, torch.Tensor],
     n: int,
     softness: float,
-) -> tuple[_Splat, _Splat, torch.Tensor]:
+    keep_scores: bool,
+) -> tuple[_Splat, _Splat]:
     """Soft z-buffered splat of both keyframes against one shared nearest depth."""
     device = sources[0].features.device
     t = time_weights[0].shape[0]
-    zmin = torch.full((n,), math.inf, device=device)
-    for source, cs in zip(sources, corners, strict=True):
-        z = source.depth.repeat(t) if t > 1 else source.depth
+    depths = [source.depth.repeat(t) if t > 1 else source.depth for source in sources]
+    side_zmin = []
+    for z, cs in zip(depths, corners, strict=True):
+        zside = torch.full((n,), math.inf, device=device)
         for corner in cs:
-            zmin.scatter_reduce_(0, corner.index, torch.where(corner.weight > 0, z, math.inf), reduce="amin")
+            zside.scatter_reduce_(0, corner.index, torch.where(corner.weight > _EPS, z, math.inf), reduce="amin")
+        # Pixels nobody reaches get a finite depth, so that zero-weight corners pointing there
+        # stay exactly zero below without a mask.
+        side_zmin.append(torch.where(torch.isfinite(zside), zside, 1e30))
+    zmin = torch.minimum(*side_zmin)
     splats = []
-    for source, cs, tw in zip(sources, corners, time_weights, strict=True):
+    for source, z, cs, tw, zside in zip(sources, depths, corners, time_weights, side_zmin, strict=True):
         hw = source.depth.shape[0]
-        z = source.depth.repeat(t) if t > 1 else source.depth
-        tw_full = tw.repeat_interleave(hw)
-        features = source.features.repeat(t, 1) if t > 1 else source.features
-        acc = torch.zeros(n, source.features.shape[1], device=device)
+        features = source.features.repeat(1, t) if t > 1 else source.features
+        acc = torch.zeros(source.features.shape[0], n, device=device)
         wsum = torch.zeros(n, device=device)
+        cover = torch.zeros(n, device=device)
         scores = []
+        tw_full = tw.repeat_interleave(hw) if keep_scores else None
+        # Coverage: bilinear weight of this side's own front surface, near its own nearest depth
+        # (a surface's depth changes between keyframes when the camera dollies, so the other
+        # side's depth is no reference), where that surface is not far behind the other side's.
+        cover_limit = zside * (1 + _COVER_DEPTH * softness)
         for corner in cs:
+            cover.index_add_(0, corner.index, corner.weight * (z <= cover_limit[corner.index]))
+            # exp(-(z - zmin) / (softness * zmin)), at most 1: the nearest surface keeps its weight.
             near = zmin[corner.index]
-            rel = ((z - near).clamp_min(0) / (softness * near)).nan_to_num(nan=math.inf, posinf=math.inf)
-            weight = torch.where(corner.weight > 0, corner.weight * torch.exp(-rel), 0.0)
-            acc.index_add_(0, corner.index, features * weight[:, None])
+            rel = (z - near).clamp_min_(0).div_(near.mul_(softness))
+            weight = rel.neg_().exp_().mul_(corner.weight)
+            acc.index_add_(1, corner.index, features * weight)
             wsum.index_add_(0, corner.index, weight)
-            scores.append(weight * tw_full)
-        splats.append(_Splat(acc=acc, wsum=wsum, scores=scores))
-    return splats[0], splats[1], zmin
+            if keep_scores:
+                scores.append(weight * tw_full)
+        cover = torch.where(zside <= zmin * (1 + _HIDDEN_DEPTH), cover, 0.0)
+        splats.append(_Splat(acc=acc, wsum=wsum, cover=cover, scores=scores))
+    return splats[0], splats[1]
 
 
 def _select_ids(
@@ -443,6 +509,7 @@ def _select_ids(
     corners: tuple[list[_Corner], list[_Corner]],
     splats: tuple[_Splat, _Splat],
     n: int,
+    t: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per target pixel, the id values of the single highest-scoring contributor."""
     device = sources[0].ids.device
@@ -453,7 +520,6 @@ def _select_ids(
             best.scatter_reduce_(0, corner.index, score, reduce="amax")
     out = torch.zeros(n, k, device=device)
     if k:
-        t = n // sources[0].ids.shape[0]
         for source, cs, splat in zip(sources, corners, splats, strict=True):
             ids = source.ids.repeat(t, 1)
             for corner, score in zip(cs, splat.scores, strict=True):
@@ -540,7 +606,55 @@ def _agreement(difference: torch.Tensor, both: torch.Tensor) -> torch.Tensor:
     return 1 - both * (1 - torch.exp(-((difference / _AGREEMENT_SCALE) ** 2)))
 
 
-# --- the interpolator -------------------------------------------------------------------------------
+def _coverage(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One side's coverage (T,1,H,W): raw, and crack-tolerant (the best of each 3x3 window).
+
+    A magnified surface (camera dolly, object coming closer) spreads its source pixels apart,
+    so its bilinear splat weighs less than 1 between them or leaves 1-px cracks; push-pull fills
+    those from the surface around them. The tolerant coverage counts such pixels as seen.
+    """
+    raw = (weight * _FULL_COVERAGE).clamp(0, 1)
+    return raw, F.max_pool2d(raw, 3, stride=1, padding=1)
+
+
+def _outside_other(velocity: torch.Tensor, scale_a: torch.Tensor, scale_b: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Whether each target pixel, moved along its velocity (T,2,H,W), lies outside keyframe A's
+    frame (``scale_a`` frames back) and outside keyframe B's frame (``scale_b`` frames on)."""
+    h, w = velocity.shape[-2:]
+    device = velocity.device
+    xs = torch.arange(w, device=device, dtype=torch.float32)[None, None, None, :]
+    ys = torch.arange(h, device=device, dtype=torch.float32)[None, None, :, None]
+    vx, vy = velocity[:, 0:1], velocity[:, 1:2]
+    result = []
+    for scale in (-scale_a, scale_b):
+        k = scale[:, None, None, None]
+        x, y = xs + k * vx, ys + k * vy
+        result.append(((x < -0.5) | (x > w - 0.5) | (y < -0.5) | (y > h - 0.5)).float())
+    return result[0], result[1]
+
+
+def _visibility(seen: torch.Tensor, both: torch.Tensor, one_sided: float) -> torch.Tensor:
+    """``seen`` (by at least one side, crack-tolerant) scaled from ``one_sided`` up to 1 by ``both``."""
+    return seen * (one_sided + (1 - one_sided) * both)
+
+
+def _box_max(image: torch.Tensor, size: int) -> torch.Tensor:
+    """Per image of (T,1,H,W), the largest mean over ``size`` x ``size`` windows (windows are
+    placed every ``size // 4`` pixels: a separable, strided box filter, cheap at 4K)."""
+    h, w = image.shape[-2:]
+    ky, kx = min(size, h), min(size, w)
+    sy, sx = max(1, ky // 4), max(1, kx // 4)
+    rows = F.avg_pool2d(image, (1, kx), stride=(1, sx))
+    return F.avg_pool2d(rows, (ky, 1), stride=(sy, 1)).amax(dim=(1, 2, 3))
+
+
+def _frame_score(confidence: torch.Tensor, window: float) -> torch.Tensor:
+    """1 - the worst local risk, per target of (T,1,H,W): ``risk = 1 - confidence`` averaged over
+    square windows ``window`` x the shorter side wide, and the worst window counts. One compact
+    bad region fails the frame however good the rest is; isolated noisy pixels average out, but
+    dense thin lines (edges jittering under a dolly) add up."""
+    size = max(3, 2 * round(window * min(confidence.shape[-2:]) / 2) + 1)
+    return (1 - _box_max(1 - confidence, size)).clamp(0, 1)
 
 
 def interpolate(
@@ -575,7 +689,7 @@ def interpolate(
     targets = [int(t) for t in frames]
     step = b.frame - a.frame
     n_t = len(targets)
-    n = n_t * h * w
+    n = _padded(n_t, h, w)
     plan = _plan(a)
 
     with torch.no_grad():
@@ -585,8 +699,12 @@ def interpolate(
         scale_a = torch.tensor([float(t - a.frame) for t in targets], device=device)
         scale_b = torch.tensor([float(b.frame - t) for t in targets], device=device)
         corners = (_corners(src_a, scale_a, h, w, True), _corners(src_b, scale_b, h, w, True))
-        splat_a, splat_b, _ = _splat_pair((src_a, src_b), corners, (1 - s, s), n, settings.depth_softness)
-        ids, id_score = _select_ids((src_a, src_b), corners, (splat_a, splat_b), n)
+        splat_a, splat_b = _splat_pair(
+            (src_a, src_b), corners, (1 - s, s), n, settings.depth_softness, keep_scores=bool(plan.ids)
+        )
+        if plan.ids:
+            ids, id_score = _select_ids((src_a, src_b), corners, (splat_a, splat_b), n, n_t)
+        del corners
 
         # Where non-finite source pixels would have landed (their vectors, if finite, else none).
         invalid = torch.zeros(n, device=device)
@@ -595,87 +713,85 @@ def interpolate(
                 continue
             for corner in _corners(source, scale, h, w, False):
                 invalid.index_add_(0, corner.index, corner.weight)
-        invalid = _as_image(invalid[:, None].clamp(0, 1), n_t, h, w)
+        invalid = _crop(invalid[None].clamp(0, 1), n_t, h, w)
 
         tw_a = (1 - s)[:, None, None, None]
         tw_b = s[:, None, None, None]
-        wa = _as_image(splat_a.wsum[:, None], n_t, h, w)
-        wb = _as_image(splat_b.wsum[:, None], n_t, h, w)
+        wa = _crop(splat_a.wsum[None], n_t, h, w)
+        wb = _crop(splat_b.wsum[None], n_t, h, w)
+        acc_a = _crop(splat_a.acc, n_t, h, w)
+        acc_b = _crop(splat_b.acc, n_t, h, w)
         # Each side normalised by its own weight, then mixed by (1 - s) * w_A and s * w_B.
         total = tw_a * wa + tw_b * wb
-        fused = _as_image(
-            splat_a.acc * (1 - s).repeat_interleave(h * w)[:, None] + splat_b.acc * s.repeat_interleave(h * w)[:, None],
-            n_t,
-            h,
-            w,
-        ) / total.clamp_min(1e-8)
-        fa = _as_image(splat_a.acc[:, plan.color], n_t, h, w) / wa.clamp_min(1e-8)
-        fb = _as_image(splat_b.acc[:, plan.color], n_t, h, w) / wb.clamp_min(1e-8)
+        fused = (acc_a * tw_a).add_(acc_b * tw_b).div_(total.clamp_min(1e-8))
+        fa = acc_a[:, plan.color] / wa.clamp_min(1e-8)
+        fb = acc_b[:, plan.color] / wb.clamp_min(1e-8)
+        del acc_a, acc_b
         covered = total > _HOLE
-        vis_a, vis_b = wa.clamp(0, 1), wb.clamp(0, 1)
-        both = torch.minimum(vis_a, vis_b)
+        cov_a, tol_a = _coverage(_crop(splat_a.cover[None], n_t, h, w))
+        cov_b, tol_b = _coverage(_crop(splat_b.cover[None], n_t, h, w))
+        del splat_a, splat_b
+        both = torch.minimum(cov_a, cov_b)
         difference = _difference(fa, fb)
         agreement = _agreement(difference, both)
-        ids_img = _as_image(ids, n_t, h, w)
-        id_priority = torch.where(
-            _as_image(id_score[:, None], n_t, h, w) > 0, _as_image(id_score[:, None], n_t, h, w), -math.inf
-        )
-        step_motion = fused[:, plan.motion : plan.motion + 1]
-        visibility = 0.6 * both + 0.4 * torch.maximum(vis_a, vis_b)
+        # A pixel seen by one side because it is outside the other keyframe's frame (a pan
+        # bringing new content in) is as safe as a two-sided one; one occluded in the other is not.
+        outside_a, outside_b = _outside_other(fused[:, plan.velocity], scale_a, scale_b)
+        checked = torch.maximum(both, torch.maximum(tol_a * outside_b, tol_b * outside_a))
+        visibility = _visibility(torch.maximum(tol_a, tol_b), checked, settings.one_sided_confidence)
+        del fa, fb
 
         guided = torch.tensor([t in guides for t in targets], device=device)
-        guide_color = torch.zeros(n_t, fused.shape[1], h, w, device=device)[:, plan.color]
+        guide_color = None
         has_guide_color = torch.zeros(n_t, 1, 1, 1, dtype=torch.bool, device=device)
         if guides:
             fused, covered, visibility, agreement, guide_color, has_guide_color, difference = _guide(
-                a,
-                b,
-                targets,
-                guides,
-                plan,
-                src_a,
-                src_b,
-                fused,
-                covered,
-                total,
-                vis_a,
-                vis_b,
-                agreement,
-                difference,
-                s,
-                settings,
-                device,
-                h,
-                w,
+                a, b, targets, guides, plan, src_a, src_b, fused, covered, total, (cov_a, tol_a), (cov_b, tol_b),
+                visibility, agreement, difference, s, settings, device, h, w,
             )
 
-        # Holes: the guide's colour where there is one, push-pull otherwise.
-        out = _push_pull(torch.where(covered, fused, 0.0), covered)
-        color = out[:, plan.color]
-        use_guide = ~covered & has_guide_color
-        color = torch.where(use_guide, guide_color, color)
-        out[:, plan.color] = color
-        visibility = torch.where(use_guide, torch.full_like(visibility, 0.5), visibility)
-        # Depth: nearest surface where covered (the soft z-buffer), farthest neighbour in holes.
+        # Holes: the guide's colour where there is one, push-pull otherwise (continuous layers
+        # only; depth and ids are selected, never averaged).
+        holes = ~covered
+        any_holes = bool(holes.any())
         depth = fused[:, plan.depth : plan.depth + 1]
-        depth = _select_fill(torch.where(covered, depth, 0.0), torch.where(covered, depth, -math.inf))
-        out[:, plan.depth : plan.depth + 1] = depth
-        for name in plan.depths:
-            sl = plan.continuous[name]
-            out[:, sl] = _select_fill(
-                torch.where(covered, fused[:, sl], 0.0), torch.where(covered, depth, -math.inf).expand(-1, 1, -1, -1)
-            )
+        if any_holes:
+            blend = [plan.color, plan.velocity, *(sl for name, sl in plan.continuous.items() if name not in plan.depths)]
+            for sl in blend:
+                fused[:, sl] = _push_pull(torch.where(covered, fused[:, sl], 0.0), covered)
+            if guide_color is not None:
+                use_guide = holes & has_guide_color
+                fused[:, plan.color] = torch.where(use_guide, guide_color, fused[:, plan.color])
+                visibility = torch.where(use_guide, torch.full_like(visibility, 0.5), visibility)
+            # Depth: nearest surface where covered (the soft z-buffer), farthest neighbour in holes.
+            depth = _select_fill(torch.where(covered, depth, 0.0), torch.where(covered, depth, -math.inf))
+            fused[:, plan.depth : plan.depth + 1] = depth
+            for name in plan.depths:
+                sl = plan.continuous[name]
+                fused[:, sl] = _select_fill(
+                    torch.where(covered, fused[:, sl], 0.0), torch.where(covered, depth, -math.inf).expand(-1, 1, -1, -1)
+                )
+        out = fused
+        velocity = out[:, plan.velocity]
+        step_motion = torch.hypot(velocity[:, 0:1], velocity[:, 1:2]).mul_(step)
+        to_next, to_prev = velocity.clone(), -velocity
+        ids_img = torch.zeros(n_t, 0, h, w, device=device)
         if plan.ids:
+            ids_img = _crop(ids.t(), n_t, h, w)
+            id_priority = _crop(id_score[None], n_t, h, w)
+            id_priority = torch.where(id_priority > 0, id_priority, -math.inf)
             ids_img = _select_fill(ids_img, id_priority)
 
         if guides:
-            out, ids_img = _apply_guide_passes(
-                out, ids_img, targets, guides, plan, src_a, src_b, s, settings, device, h, w, a.frame, b.frame
+            ids_img = _apply_guide_passes(
+                out, to_prev, to_next, ids_img, targets, guides, plan, src_a, src_b, s, settings, device, h, w,
+                a.frame, b.frame,
             )
 
         motion = (2 - step_motion / settings.max_motion_px).clamp(0, 1)
         confidence = (visibility * agreement * motion * (1 - invalid)).clamp(0, 1)
         confidence = torch.where(torch.isfinite(confidence), confidence, 0.0)
+        scores = _frame_score(confidence, settings.score_window)
 
         results = []
         for i, t in enumerate(targets):
@@ -683,14 +799,16 @@ def interpolate(
                 _result(
                     t,
                     out[i],
+                    to_prev[i],
+                    to_next[i],
                     ids_img[i],
                     confidence[i, 0],
-                    vis_a[i, 0],
-                    vis_b[i, 0],
+                    float(scores[i]),
+                    cov_a[i, 0],
+                    cov_b[i, 0],
                     covered[i, 0],
                     difference[i, 0],
                     step_motion[i, 0],
-                    invalid[i, 0],
                     plan,
                     a,
                     bool(guided[i]),
@@ -712,8 +830,9 @@ def _guide(
     fused,
     covered,
     total,
-    vis_a,
-    vis_b,
+    coverage_a,
+    coverage_b,
+    visibility,
     agreement,
     difference,
     s,
@@ -756,13 +875,13 @@ def _guide(
 
     warped = []
     for source, disp in ((src_a, disp_a), (src_b, disp_b)):
-        image = _as_image(torch.cat([source.features, source.valid[:, None].float()], dim=1), 1, h, w)
+        image = torch.cat([source.features, source.valid[None].float()], dim=0).view(1, -1, h, w)
         sampled, inside = _gather(image, disp, "bilinear")
         z = sampled[:, plan.depth : plan.depth + 1]
         valid = (sampled[:, -1:] > 0.999) & inside
         vis = torch.where(valid, torch.exp(-(z - z_guide).abs() / (tol * z_guide)), 0.0)
-        warped.append((sampled[:, :-1], vis))
-    (warp_a, wvis_a), (warp_b, wvis_b) = warped
+        warped.append((sampled[:, :-1], vis, (~inside).float(), z, valid))
+    (warp_a, wvis_a, outside_a, z_a, valid_a), (warp_b, wvis_b, outside_b, z_b, valid_b) = warped
     tw_a, tw_b = (1 - s)[:, None, None, None], s[:, None, None, None]
     w_warp = tw_a * wvis_a + tw_b * wvis_b
     warp = (tw_a * wvis_a * warp_a + tw_b * wvis_b * warp_b) / w_warp.clamp_min(1e-8)
@@ -772,23 +891,36 @@ def _guide(
     combined = (w_splat * fused + w_warp * warp) / (w_splat + w_warp).clamp_min(1e-8)
     g_covered = (w_splat + w_warp) > _HOLE
 
-    g_vis_a = torch.maximum(vis_a * splat_ok, wvis_a)
-    g_vis_b = torch.maximum(vis_b * splat_ok, wvis_b)
-    g_both = torch.minimum(g_vis_a, g_vis_b)
-    g_visibility = 0.2 * g_both + 0.8 * torch.maximum(g_vis_a, g_vis_b)
+    # For confidence, depth is checked 3x more loosely than for blending: a surface's depth
+    # changes between frames when the camera moves or turns, and that is no sign of a wrong surface.
+    (cov_a, tol_a), (cov_b, tol_b) = coverage_a, coverage_b
+    # When the camera dollies, a surface's depth changes a lot between frames; then the depths
+    # both warps bring, interpolated in time, still match the guide's.
+    z_lerp = (1 - s)[:, None, None, None] * z_a + s[:, None, None, None] * z_b
+    pair_ok = torch.where(valid_a & valid_b, torch.exp(-(z_lerp - z_guide).abs() / (tol * z_guide)), 0.0)
+    loose_ok, loose_a, loose_b = (x.pow(1 / 3) for x in (splat_ok, torch.maximum(wvis_a, pair_ok), torch.maximum(wvis_b, pair_ok)))
+    g_vis_a = torch.maximum(tol_a * loose_ok, loose_a)
+    g_vis_b = torch.maximum(tol_b * loose_ok, loose_b)
+    g_both = torch.minimum(torch.maximum(cov_a * loose_ok, loose_a), torch.maximum(cov_b * loose_ok, loose_b))
+    # One-sided because the guide's vectors lead out of the other keyframe's frame: not a risk.
+    g_checked = torch.maximum(g_both, torch.maximum(g_vis_a * outside_b, g_vis_b * outside_a))
+    g_visibility = _visibility(torch.maximum(g_vis_a, g_vis_b), g_checked, settings.guided_one_sided_confidence)
     # Disagreement: between the two warped keyframes where both see the pixel, and between the
     # splat and the warp where both exist.
     d_warp = _difference(warp_a[:, plan.color], warp_b[:, plan.color])
     d_splat = _difference(fused[:, plan.color], warp[:, plan.color])
+    both_warp = torch.minimum(wvis_a, wvis_b)
     both_splat = torch.minimum(w_splat, w_warp.clamp(0, 1))
-    g_agreement = _agreement(d_warp, torch.minimum(wvis_a, wvis_b)) * _agreement(d_splat, both_splat)
-    g_difference = torch.maximum(d_warp * (torch.minimum(wvis_a, wvis_b) > 0.5), d_splat * (both_splat > 0.5))
+    g_agreement = _agreement(d_warp, both_warp) * _agreement(d_splat, both_splat)
+    g_difference = torch.maximum(d_warp * (both_warp > 0.5), d_splat * (both_splat > 0.5))
 
     pick = is_guided
+    if bool(pick.all()):
+        return combined, g_covered, g_visibility, g_agreement, guide_color, has_color, g_difference
     return (
         torch.where(pick, combined, fused),
         torch.where(pick, g_covered, covered),
-        torch.where(pick, g_visibility, 0.6 * torch.minimum(vis_a, vis_b) + 0.4 * torch.maximum(vis_a, vis_b)),
+        torch.where(pick, g_visibility, visibility),
         torch.where(pick, g_agreement, agreement),
         guide_color,
         has_color & pick,
@@ -796,15 +928,15 @@ def _guide(
     )
 
 
-def _apply_guide_passes(out, ids_img, targets, guides, plan, src_a, src_b, s, settings, device, h, w, a_frame, b_frame):  # noqa: ANN001, ANN202, PLR0913
+def _apply_guide_passes(out, to_prev, to_next, ids_img, targets, guides, plan, src_a, src_b, s, settings, device, h, w, a_frame, b_frame):  # noqa: ANN001, ANN202, PLR0913, E501
     """Guided targets take the guide's own depth, vectors, albedo and normal, and depth-checked ids."""
     for i, t in enumerate(targets):
         g = guides.get(t)
         if g is None:
             continue
         out[i, plan.depth] = torch.nan_to_num(_tensor(g.depth, device), nan=1e10, posinf=1e10, neginf=0.0)
-        out[i, plan.to_prev] = torch.nan_to_num(_tensor(g.to_prev, device)).permute(2, 0, 1)
-        out[i, plan.to_next] = torch.nan_to_num(_tensor(g.to_next, device)).permute(2, 0, 1)
+        to_prev[i] = torch.nan_to_num(_tensor(g.to_prev, device)).permute(2, 0, 1)
+        to_next[i] = torch.nan_to_num(_tensor(g.to_next, device)).permute(2, 0, 1)
         for name, value in (("albedo", g.albedo), ("normal", g.normal)):
             if value is not None and name in plan.continuous:
                 sl = plan.continuous[name]
@@ -832,20 +964,22 @@ def _apply_guide_passes(out, ids_img, targets, guides, plan, src_a, src_b, s, se
                 chosen = torch.where(better, sampled[:, :-2], chosen)
                 best_vis = torch.maximum(best_vis, vis)
             ids_img[i : i + 1] = chosen
-    return out, ids_img
+    return ids_img
 
 
 def _result(
     t,
     out,
+    to_prev,
+    to_next,
     ids_img,
     confidence,
-    vis_a,
-    vis_b,
+    score,
+    cov_a,
+    cov_b,
     covered,
     difference,
     step_motion,
-    invalid,
     plan,
     a,
     guided,
@@ -860,7 +994,7 @@ def _result(
         )
 
     hwc = out.permute(1, 2, 0)
-    to_prev, to_next = numpy(hwc[..., plan.to_prev]), numpy(hwc[..., plan.to_next])
+    to_prev, to_next = numpy(to_prev.permute(1, 2, 0)), numpy(to_next.permute(1, 2, 0))
     layers: dict[str, np.ndarray] = {}
     id_offset = 0
     for name, layer in a.layers.items():
@@ -876,9 +1010,8 @@ def _result(
             width = _shape(layer.data)[2]
             layers[name] = numpy(ids_img.permute(1, 2, 0)[..., id_offset : id_offset + width])
             id_offset += width
-    vmax = torch.maximum(vis_a, vis_b)
-    both = torch.minimum(vis_a, vis_b)
-    two_sided = both > 0.5
+    vmax = torch.maximum(cov_a, cov_b)
+    two_sided = torch.minimum(cov_a, cov_b) > 0.5
     stats = {
         "coverage": float((vmax > 0.5).float().mean()),
         "disoccluded": float(((vmax > 0.5) & ~two_sided).float().mean()),
@@ -887,9 +1020,9 @@ def _result(
         "max_motion_px": float(step_motion.max()),
         "invalid_sources": float(invalid_sources),
         "mean_confidence": float(confidence.mean()),
+        "low_confidence": float((confidence < settings.confidence_threshold).float().mean()),
         "guided": 1.0 if guided else 0.0,
     }
-    score = float((confidence >= settings.confidence_threshold).float().mean())
     return Interpolated(
         frame=t,
         color=numpy(hwc[..., plan.color]),

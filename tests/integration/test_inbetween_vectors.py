@@ -247,4 +247,6 @@ def test_interpolating_real_renders_beats_a_crossfade_and_a_guide_helps(vector_s
     print(f"real renders, frame 11 from 10 and 12: {scores}, scores {unguided.score:.3f} / {guided.score:.3f}")
     assert scores["unguided"] > 30 and scores["unguided"] > scores["crossfade"] + 6
     assert scores["guided"] > scores["unguided"] + 1.5
-    assert unguided.score > 0.7
+    # The objects uncover background seen by one keyframe only: unverified unguided (at most 0.5
+    # confidence there), depth-confirmed guided.
+    assert unguided.score > 0.45 and guided.score >= unguided.score
