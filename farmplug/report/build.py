@@ -39,13 +39,27 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+CALIBRATION_PREFIX = "calibration:"
+
+
 def load_records(graph: JobGraph) -> dict[str, TimingRecord]:
-    """Every task's timing record.
+    """Every task's timing record, plus (keyed ``calibration:...``) the records of a calibration
+    run in the same folder, whose cost is part of the plan's.
 
     Raises:
         FarmplugError: a record is missing or corrupt (names the task and file).
     """
     records = {}
+    calibration = Path(graph.run_dir) / "calibration" / "work"
+    if calibration.is_dir():
+        for path in sorted(calibration.rglob("*.timing.json")):
+            try:
+                record = read_timing(path)
+            except ConfigError as err:
+                raise FarmplugError(f"corrupt calibration timing record: {err}") from None
+            records[f"{CALIBRATION_PREFIX}{path.relative_to(calibration)}"] = record.model_copy(
+                update={"stage": "calibration", "role": "plan"}
+            )
     for task in graph.tasks:
         if not Path(task.timing).is_file():
             raise FarmplugError(f"no timing record for task {task.id}; has the run finished?", path=task.timing)
@@ -66,6 +80,7 @@ def compute_savings(graph: JobGraph, records: dict[str, TimingRecord], shot: Sho
 
     refs = [records[t.id] for t in graph.tasks if t.role == "reference"]
     plan_records = [records[t.id] for t in graph.tasks if t.role == "plan"]
+    plan_records += [r for key, r in records.items() if key.startswith(CALIBRATION_PREFIX)]
     ref_frames = [f for r in refs for f in r.frames]
     if not ref_frames:
         raise FarmplugError("the run has no full-quality reference frames to measure the full render on; add check_frames to the plan")
@@ -91,7 +106,8 @@ def compute_savings(graph: JobGraph, records: dict[str, TimingRecord], shot: Sho
         method=(
             f"Full render: {len(ref_frames)} check frames rendered at {shot.samples} spp, mean "
             f"{per_frame:.2f} core-s/frame plus {per_task_overhead:.2f} core-s start-up per {plan.chunk_size}-frame "
-            f"task, extrapolated to {n} frames. Plan: every task measured ({len(plan_records)} tasks, all {n} frames)."
+            f"task, extrapolated to {n} frames. Plan: every task measured ({len(plan_records)} tasks, all {n} frames"
+            + (", calibration included)." if any(k.startswith(CALIBRATION_PREFIX) for k in records) else ").")
         ),
     )
 
@@ -103,6 +119,9 @@ def stage_costs(graph: JobGraph, records: dict[str, TimingRecord]):
     for task in graph.tasks:
         r = records[task.id]
         groups[(task.stage, task.role, r.backend)].append(r)
+    for key, r in records.items():
+        if key.startswith(CALIBRATION_PREFIX):
+            groups[("calibration", "plan", "calibrate")].append(r)
     return [
         StageCost(
             stage=stage, role=role, backend=backend, tasks=len(rs), frames=sum(len(r.frames) for r in rs),
