@@ -50,7 +50,8 @@ def load_records(graph: JobGraph) -> dict[str, TimingRecord]:
         FarmplugError: a record is missing or corrupt (names the task and file).
     """
     records = {}
-    calibration = Path(graph.run_dir) / "calibration" / "work"
+    # Calibration writes its evidence (and its renders' timing records) beside the plan it chose.
+    calibration = Path(graph.plan_file).parent / "calibration" / "work"
     if calibration.is_dir():
         for path in sorted(calibration.rglob("*.timing.json")):
             try:
@@ -80,7 +81,8 @@ def compute_savings(graph: JobGraph, records: dict[str, TimingRecord], shot: Sho
 
     refs = [records[t.id] for t in graph.tasks if t.role == "reference"]
     plan_records = [records[t.id] for t in graph.tasks if t.role == "plan"]
-    plan_records += [r for key, r in records.items() if key.startswith(CALIBRATION_PREFIX)]
+    calibration = [r for key, r in records.items() if key.startswith(CALIBRATION_PREFIX)]
+    plan_records += calibration
     ref_frames = [f for r in refs for f in r.frames]
     if not ref_frames:
         raise FarmplugError("the run has no full-quality reference frames to measure the full render on; add check_frames to the plan")
@@ -99,6 +101,7 @@ def compute_savings(graph: JobGraph, records: dict[str, TimingRecord], shot: Sho
         core_seconds_plan=plan_cost,
         ratio=full / plan_cost,
         core_seconds_checks=checks,
+        core_seconds_calibration=sum(r.cpu_s for r in calibration),
         ratio_including_checks=full / (plan_cost + checks),
         full_core_seconds_per_frame=full / n,
         plan_core_seconds_per_frame=plan_cost / n,

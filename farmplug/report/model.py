@@ -119,6 +119,9 @@ class Savings(StrictModel):
     core_seconds_plan: float
     ratio: float
     core_seconds_checks: float
+    core_seconds_calibration: float = Field(
+        default=0.0, description="part of core_seconds_plan: the calibration that chose the plan"
+    )
     ratio_including_checks: float
     full_core_seconds_per_frame: float
     plan_core_seconds_per_frame: float
