@@ -102,6 +102,15 @@ def build_demo_scene(
         out_blend, frames=frames, resolution=resolution, samples=samples, python_executable=python_executable
     )
     log.debug("building demo scene: %s", command)
+    run_builder(command, out_blend, "the demo scene")
+
+
+def run_builder(command: list[str], out_blend: Path, what: str) -> None:
+    """Run a scene-builder child process; its output goes to the debug log.
+
+    Raises:
+        RenderError: the child cannot start or fails (the message ends with its last lines).
+    """
     try:
         done = subprocess.run(
             command,
@@ -113,13 +122,13 @@ def build_demo_scene(
             check=False,
         )
     except OSError as err:
-        raise RenderError(f"cannot start the demo-scene builder {command[0]}: {err}", path=out_blend) from None
+        raise RenderError(f"cannot start the builder of {what} ({command[0]}): {err}", path=out_blend) from None
     lines = (done.stdout + done.stderr).splitlines()
     for line in lines:
         log.debug("blender: %s", line)
     if done.returncode != 0:
         tail = " | ".join(line for line in lines[-_TAIL_LINES:] if line.strip()) or "(no output)"
-        raise RenderError(f"building the demo scene failed (status {done.returncode}): {tail}", path=out_blend)
+        raise RenderError(f"building {what} failed (status {done.returncode}): {tail}", path=out_blend)
 
 
 # --- everything below runs inside the child, where bpy is importable -------------------------

@@ -20,13 +20,12 @@ import argparse
 import logging
 import math
 import os
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from farmplug.errors import ConfigError, RenderError
+from farmplug.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +38,6 @@ SEQUENCES: dict[str, str] = {
     "glossy": "a polished metal sphere and a glossy Suzanne rotating (view-dependent reflections)",
 }
 
-_TAIL_LINES = 15
 
 
 def sequence_command(
@@ -121,25 +119,10 @@ def build_sequence(
     command = sequence_command(
         name, out_blend, frames=frames, resolution=resolution, samples=samples, python_executable=python_executable
     )
+    from farmplug.render.demo_scene import run_builder
+
     log.debug("building sequence %s: %s", name, command)
-    try:
-        done = subprocess.run(
-            command,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            encoding="utf-8",
-            errors="replace",
-            check=False,
-        )
-    except OSError as err:
-        raise RenderError(f"cannot start the sequence builder {command[0]}: {err}", path=out_blend) from None
-    lines = (done.stdout + done.stderr).splitlines()
-    for line in lines:
-        log.debug("blender: %s", line)
-    if done.returncode != 0:
-        tail = " | ".join(line for line in lines[-_TAIL_LINES:] if line.strip()) or "(no output)"
-        raise RenderError(f"building sequence {name!r} failed (status {done.returncode}): {tail}", path=out_blend)
+    run_builder(command, out_blend, f"sequence {name!r}")
 
 
 # --- everything below runs inside the child, where bpy is importable -------------------------
