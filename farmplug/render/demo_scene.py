@@ -145,7 +145,7 @@ def _find_hdri(bpy: Any) -> Path:
     return found[0]
 
 
-def _material(bpy: Any, name: str) -> tuple[Any, Any, Any]:
+def material(bpy: Any, name: str) -> tuple[Any, Any, Any]:
     """A node material with a Principled BSDF; returns (material, nodes, bsdf)."""
     mat = bpy.data.materials.new(name)
     if mat.node_tree is None:  # Blender < 5.0; 5.0 always gives new materials a node tree
@@ -157,7 +157,7 @@ def _material(bpy: Any, name: str) -> tuple[Any, Any, Any]:
 
 def _ground_material(bpy: Any) -> Any:
     """Checker floor whose roughness varies with noise: sharp texture and blurred reflections."""
-    mat, nodes, bsdf = _material(bpy, "Ground")
+    mat, nodes, bsdf = material(bpy, "Ground")
     links = mat.node_tree.links
     checker = nodes.new("ShaderNodeTexChecker")
     checker.inputs["Scale"].default_value = 12.0
@@ -175,11 +175,11 @@ def _ground_material(bpy: Any) -> Any:
     return mat
 
 
-def _wall_material(bpy: Any) -> Any:
-    """Brick wall: fine high-contrast detail a denoiser must not smear."""
-    mat, nodes, bsdf = _material(bpy, "Bricks")
+def wall_material(bpy: Any, scale: float = 6.0) -> Any:
+    """Brick wall: fine high-contrast detail a denoiser must not smear (and that shows any motion)."""
+    mat, nodes, bsdf = material(bpy, "Bricks")
     brick = nodes.new("ShaderNodeTexBrick")
-    brick.inputs["Scale"].default_value = 6.0
+    brick.inputs["Scale"].default_value = scale
     brick.inputs["Color1"].default_value = (0.45, 0.12, 0.06, 1.0)
     brick.inputs["Color2"].default_value = (0.3, 0.16, 0.1, 1.0)
     brick.inputs["Mortar"].default_value = (0.75, 0.74, 0.7, 1.0)
@@ -190,7 +190,7 @@ def _wall_material(bpy: Any) -> Any:
 
 def _ball_material(bpy: Any) -> Any:
     """Polished metal with a checker of two metals, so the roll is visible."""
-    mat, nodes, bsdf = _material(bpy, "RollingMetal")
+    mat, nodes, bsdf = material(bpy, "RollingMetal")
     coords = nodes.new("ShaderNodeTexCoord")
     checker = nodes.new("ShaderNodeTexChecker")
     checker.inputs["Scale"].default_value = 3.0
@@ -206,7 +206,7 @@ def _ball_material(bpy: Any) -> Any:
 
 def _monkey_material(bpy: Any) -> Any:
     """Glossy dielectric coloured by noise: mid-frequency texture under sharp highlights."""
-    mat, nodes, bsdf = _material(bpy, "NoisyGloss")
+    mat, nodes, bsdf = material(bpy, "NoisyGloss")
     noise = nodes.new("ShaderNodeTexNoise")
     noise.inputs["Scale"].default_value = 4.0
     noise.inputs["Detail"].default_value = 6.0
@@ -222,7 +222,7 @@ def _monkey_material(bpy: Any) -> Any:
 
 def _torus_material(bpy: Any) -> Any:
     """Anisotropic-looking banded metal from a wave texture."""
-    mat, nodes, bsdf = _material(bpy, "BandedMetal")
+    mat, nodes, bsdf = material(bpy, "BandedMetal")
     wave = nodes.new("ShaderNodeTexWave")
     wave.inputs["Scale"].default_value = 5.0
     wave.inputs["Distortion"].default_value = 3.0
@@ -267,7 +267,7 @@ def _build_in_blender(out_blend: Path, *, frames: int, width: int, height: int, 
     bpy.ops.mesh.primitive_plane_add(size=1.0, location=(0.0, 4.5, 1.1), rotation=(math.pi / 2, 0.0, 0.0))
     wall = bpy.context.active_object
     wall.scale = (7.0, 2.2, 1.0)
-    _assign(wall, _wall_material(bpy), smooth=False)
+    _assign(wall, wall_material(bpy), smooth=False)
 
     # A metal ball rolling (without slipping) from left to right.
     radius = 0.6

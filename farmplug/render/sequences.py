@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from farmplug.errors import ConfigError
+from farmplug.render.demo_scene import material, run_builder, wall_material
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +120,6 @@ def build_sequence(
     command = sequence_command(
         name, out_blend, frames=frames, resolution=resolution, samples=samples, python_executable=python_executable
     )
-    from farmplug.render.demo_scene import run_builder
-
     log.debug("building sequence %s: %s", name, command)
     run_builder(command, out_blend, f"sequence {name!r}")
 
@@ -167,22 +166,12 @@ class _Shot:
         return obj
 
 
-def _material(bpy: Any, name: str) -> tuple[Any, Any, Any]:
-    """A node material with a Principled BSDF; returns (material, nodes, bsdf)."""
-    mat = bpy.data.materials.new(name)
-    if mat.node_tree is None:  # Blender < 5.0; 5.0 always gives new materials a node tree
-        mat.use_nodes = True
-    nodes = mat.node_tree.nodes
-    bsdf = nodes.get("Principled BSDF") or nodes.new("ShaderNodeBsdfPrincipled")
-    return mat, nodes, bsdf
-
-
 def _checker_material(
     bpy: Any, name: str, *, scale: float, colors: tuple[tuple[float, ...], tuple[float, ...]],
     roughness: float = 0.6, metallic: float = 0.0, object_space: bool = False,
 ) -> Any:
     """Checker-textured surface; in object space the pattern turns with the object."""
-    mat, nodes, bsdf = _material(bpy, name)
+    mat, nodes, bsdf = material(bpy, name)
     links = mat.node_tree.links
     checker = nodes.new("ShaderNodeTexChecker")
     checker.inputs["Scale"].default_value = scale
@@ -199,7 +188,7 @@ def _checker_material(
 
 def _noise_material(bpy: Any, name: str, *, low: tuple[float, ...], high: tuple[float, ...], roughness: float) -> Any:
     """Two colours mixed by object-space noise: mid-frequency texture that moves with the object."""
-    mat, nodes, bsdf = _material(bpy, name)
+    mat, nodes, bsdf = material(bpy, name)
     links = mat.node_tree.links
     coords = nodes.new("ShaderNodeTexCoord")
     noise = nodes.new("ShaderNodeTexNoise")
@@ -215,19 +204,6 @@ def _noise_material(bpy: Any, name: str, *, low: tuple[float, ...], high: tuple[
     return mat
 
 
-def _brick_material(bpy: Any) -> Any:
-    """Brick wall: fine high-contrast detail, so any background motion is visible."""
-    mat, nodes, bsdf = _material(bpy, "Bricks")
-    brick = nodes.new("ShaderNodeTexBrick")
-    brick.inputs["Scale"].default_value = 5.0
-    brick.inputs["Color1"].default_value = (0.45, 0.12, 0.06, 1.0)
-    brick.inputs["Color2"].default_value = (0.3, 0.16, 0.1, 1.0)
-    brick.inputs["Mortar"].default_value = (0.75, 0.74, 0.7, 1.0)
-    mat.node_tree.links.new(brick.outputs["Color"], bsdf.inputs["Base Color"])
-    bsdf.inputs["Roughness"].default_value = 0.7
-    return mat
-
-
 def _set(shot: _Shot) -> None:
     """The static set shared by every sequence: a checker floor and a wide brick wall."""
     bpy = shot.bpy
@@ -239,7 +215,7 @@ def _set(shot: _Shot) -> None:
     bpy.ops.mesh.primitive_plane_add(size=1.0, location=(0.0, 4.5, 2.0), rotation=(math.pi / 2, 0.0, 0.0))
     wall = bpy.context.active_object
     wall.scale = (16.0, 4.0, 1.0)
-    shot.add(wall, _brick_material(bpy), smooth=False)
+    shot.add(wall, wall_material(bpy, scale=5.0), smooth=False)
 
 
 def _static_camera(shot: _Shot) -> Any:
