@@ -134,7 +134,8 @@ def run_builder(command: list[str], out_blend: Path, what: str) -> None:
 # --- everything below runs inside the child, where bpy is importable -------------------------
 
 
-def _find_hdri(bpy: Any) -> Path:
+def find_hdri(bpy: Any) -> Path:
+    """The bundled studio-light HDRI to light with (sunless first, see ``HDRI_CHOICES``)."""
     folder = Path(bpy.utils.system_resource("DATAFILES", path="studiolights/world"))
     for name in HDRI_CHOICES:
         if (folder / name).is_file():
@@ -320,7 +321,7 @@ def _build_in_blender(out_blend: Path, *, frames: int, width: int, height: int, 
     wnodes = world.node_tree.nodes
     background = wnodes.get("Background") or wnodes.new("ShaderNodeBackground")
     environment = wnodes.new("ShaderNodeTexEnvironment")
-    environment.image = bpy.data.images.load(str(_find_hdri(bpy)))
+    environment.image = bpy.data.images.load(str(find_hdri(bpy)))
     environment.image.pack()
     world.node_tree.links.new(environment.outputs["Color"], background.inputs["Color"])
     background.inputs["Strength"].default_value = 1.0
@@ -329,6 +330,13 @@ def _build_in_blender(out_blend: Path, *, frames: int, width: int, height: int, 
     world.cycles.sampling_method = "NONE"
 
     # Render settings: the shot's full-quality setting; cheap renders override samples only.
+    render_settings(scene, first=first, last=last, width=width, height=height, samples=samples)
+    scene.frame_set(first)
+    save_blend(bpy, out_blend)
+
+
+def render_settings(scene: Any, *, first: int, last: int, width: int, height: int, samples: int) -> None:
+    """Cycles on the CPU at a fixed sample count, Cycles' own denoiser off, modest bounces."""
     render = scene.render
     render.engine = "CYCLES"
     render.resolution_x, render.resolution_y = width, height
@@ -351,8 +359,10 @@ def _build_in_blender(out_blend: Path, *, frames: int, width: int, height: int, 
     cycles.volume_bounces = 0
     cycles.caustics_reflective = False
     cycles.caustics_refractive = False
-    scene.frame_set(first)
 
+
+def save_blend(bpy: Any, out_blend: Path) -> None:
+    """Save the open scene to ``out_blend`` through a temp file in the same folder and a rename."""
     out_blend.parent.mkdir(parents=True, exist_ok=True)
     temp = out_blend.with_name(f".{out_blend.stem}.{os.getpid()}.tmp.blend")
     try:

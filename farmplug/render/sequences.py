@@ -26,7 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from farmplug.errors import ConfigError
-from farmplug.render.demo_scene import material, run_builder, wall_material
+from farmplug.render.demo_scene import (
+    find_hdri,
+    material,
+    render_settings,
+    run_builder,
+    save_blend,
+    wall_material,
+)
 
 log = logging.getLogger(__name__)
 
@@ -416,20 +423,6 @@ _BUILDERS: dict[str, Callable[[_Shot], None]] = {
 _HDRI_CLAMP = 2.0
 
 
-def _find_hdri(bpy: Any) -> Path:
-    # The demo scene's HDRI choice (sunless first) suits these sequences too.
-    from farmplug.render.demo_scene import HDRI_CHOICES
-
-    folder = Path(bpy.utils.system_resource("DATAFILES", path="studiolights/world"))
-    for name in HDRI_CHOICES:
-        if (folder / name).is_file():
-            return folder / name
-    found = sorted(folder.glob("*.exr"))
-    if not found:
-        raise FileNotFoundError(f"no studio-light HDRI in {folder}")
-    return found[0]
-
-
 def _load_tamed_hdri(bpy: Any, path: Path) -> Any:
     """Load the HDRI with its radiance clamped to :data:`_HDRI_CLAMP`, and pack it."""
     import numpy as np  # bpy ships numpy
@@ -453,38 +446,12 @@ def _world(bpy: Any, scene: Any) -> None:
     nodes = world.node_tree.nodes
     background = nodes.get("Background") or nodes.new("ShaderNodeBackground")
     environment = nodes.new("ShaderNodeTexEnvironment")
-    environment.image = _load_tamed_hdri(bpy, _find_hdri(bpy))
+    environment.image = _load_tamed_hdri(bpy, find_hdri(bpy))
     world.node_tree.links.new(environment.outputs["Color"], background.inputs["Color"])
     background.inputs["Strength"].default_value = 1.0
     # As in the demo scene: no world importance sampling, which costs about half of each CPU
     # sample and is not needed with a sunless HDRI.
     world.cycles.sampling_method = "NONE"
-
-
-def _render_settings(scene: Any, *, first: int, last: int, width: int, height: int, samples: int) -> None:
-    render = scene.render
-    render.engine = "CYCLES"
-    render.resolution_x, render.resolution_y = width, height
-    render.resolution_percentage = 100
-    render.fps = 24
-    # The vector pass needs motion blur off, and interpolation is judged on sharp frames.
-    render.use_motion_blur = False
-    scene.frame_start, scene.frame_end = first, last
-    cycles = scene.cycles
-    cycles.device = "CPU"
-    cycles.samples = samples
-    cycles.use_denoising = False
-    cycles.use_adaptive_sampling = False  # fixed cost per sample, honest noise level
-    cycles.seed = 0
-    cycles.use_animated_seed = True
-    cycles.max_bounces = 4
-    cycles.diffuse_bounces = 2
-    cycles.glossy_bounces = 3
-    cycles.transmission_bounces = 2
-    cycles.transparent_max_bounces = 2
-    cycles.volume_bounces = 0
-    cycles.caustics_reflective = False
-    cycles.caustics_refractive = False
 
 
 def _build_in_blender(name: str, out_blend: Path, *, frames: int, width: int, height: int, samples: int) -> None:
@@ -497,16 +464,11 @@ def _build_in_blender(name: str, out_blend: Path, *, frames: int, width: int, he
     first, last = 1, frames
     _BUILDERS[name](_Shot(bpy, first, last))
     _world(bpy, scene)
-    _render_settings(scene, first=first, last=last, width=width, height=height, samples=samples)
+    render_settings(scene, first=first, last=last, width=width, height=height, samples=samples)
+    # The vector pass needs motion blur off, and interpolation is judged on sharp frames.
+    scene.render.use_motion_blur = False
     scene.frame_set(first)
-
-    out_blend.parent.mkdir(parents=True, exist_ok=True)
-    temp = out_blend.with_name(f".{out_blend.stem}.{os.getpid()}.tmp.blend")
-    try:
-        bpy.ops.wm.save_as_mainfile(filepath=str(temp), compress=False, relative_remap=False)
-        os.replace(temp, out_blend)
-    finally:
-        temp.unlink(missing_ok=True)
+    save_blend(bpy, out_blend)
 
 
 def _main(argv: list[str] | None = None) -> int:
