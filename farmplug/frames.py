@@ -73,6 +73,14 @@ def format_frame_set(frames: list[int]) -> str:
     return ",".join(pieces)
 
 
+def keyframe_grid(frames: list[int], step: int) -> list[int]:
+    """The frames rendered for real with a frame step: every ``step``-th from the first, and the last."""
+    keys = list(frames[::step])
+    if keys[-1] != frames[-1]:
+        keys.append(frames[-1])
+    return keys
+
+
 def chunk(frames: list[int], size: int) -> list[list[int]]:
     """Split frames into consecutive chunks of at most ``size`` frames."""
     if size < 1:

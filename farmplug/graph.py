@@ -289,9 +289,9 @@ class FarmLayer:
         return size if chunk(self.frames, size) == self.chunks else None
 
 
-def _needed(task: Task, dependency_frames: list[int], same_frame: bool, frame: int) -> list[int]:
-    """The frames of a dependency layer that ``frame`` of ``task`` needs: the keyframes around it
-    for inbetween, the same frame otherwise (when the dependency has it)."""
+def _needed(dependency_frames: list[int], same_frame: bool, frame: int) -> list[int]:
+    """The frames of a dependency layer that ``frame`` needs: the same frame (when the dependency
+    has it), or for inbetween (``same_frame`` False) the keyframes around it."""
     if not same_frame:
         before = [f for f in dependency_frames if f <= frame]
         after = [f for f in dependency_frames if f >= frame]
@@ -325,7 +325,7 @@ def farm_layers(graph: JobGraph) -> list[FarmLayer]:
                 dep_frames = sorted(f for d in task.depends_on if by_id[d].layer == dep_layer for f in by_id[d].frames)
                 same_frame = not (task.stage == "inbetween" and dep_layer != "guide")
                 for frame in task.frames:
-                    for needed in _needed(task, dep_frames, same_frame, frame):
+                    for needed in _needed(dep_frames, same_frame, frame):
                         lo_hi = offsets.setdefault(dep_layer, [needed - frame, needed - frame])
                         lo_hi[0], lo_hi[1] = min(lo_hi[0], needed - frame), max(lo_hi[1], needed - frame)
         layers.append(FarmLayer(

@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from farmplug.errors import ConfigError
-from farmplug.frames import parse_frames
+from farmplug.frames import keyframe_grid, parse_frames
 from farmplug.schema import StrictModel, load_model
 
 _FRAME_TOKEN = re.compile(r"#+|%0?\d*d")
@@ -153,11 +153,7 @@ class Plan(StrictModel):
 
     def keyframes(self, shot: Shot) -> list[int]:
         """Frames rendered for real: every ``frame_step``-th from the first, and always the last."""
-        frames = shot.frames.frames
-        keys = frames[:: self.frame_step]
-        if keys[-1] != frames[-1]:
-            keys.append(frames[-1])
-        return keys
+        return keyframe_grid(shot.frames.frames, self.frame_step)
 
     def samples_for(self, shot: Shot) -> int:
         return max(1, round(shot.samples * self.samples_factor))

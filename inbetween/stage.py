@@ -20,6 +20,7 @@ import OpenImageIO as oiio
 
 from farmplug import __version__
 from farmplug.errors import FarmplugError, MissingPassError
+from farmplug.frames import keyframe_grid
 from farmplug.imageio import Frame, Part, read_frame, write_frame
 from farmplug.imageio.channels import layer_kind, split_channel
 from farmplug.models import ConfidenceRecord, FrameConfidence, InbetweenConfig
@@ -154,9 +155,7 @@ def split_span(frames: Sequence[int], step: int) -> tuple[list[int], list[int]]:
         raise FarmplugError(f"--step must be 2 or more, got {step}")
     if len(frames) < 2 or frames != list(range(frames[0], frames[-1] + 1)):
         raise FarmplugError("inbetween needs a contiguous frame range A-B with at least two frames")
-    keys = frames[::step]
-    if keys[-1] != frames[-1]:
-        keys.append(frames[-1])
+    keys = keyframe_grid(frames, step)
     targets = [f for f in frames if f not in set(keys)]
     return keys, targets
 
