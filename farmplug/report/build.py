@@ -235,16 +235,15 @@ def inbetween_summary(graph: JobGraph, records: dict[str, TimingRecord], shot: S
 
 def _calibration_note(path: Path) -> str:
     """One line on how the plan was chosen, from the calibration evidence saved with it."""
-    import json
+    from farmplug.calibrate import CalibrationResult
 
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        candidates = data["candidates"]
-        tried = ", ".join(c["name"] for c in candidates)
-        return (f"Plan chosen by calibration on check frames {data['check_frames']}: {data['recommendation']} "
-                f"({data['reason']}). Candidates tried: {tried}. Evidence: {path.name}.")
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        return f"A calibration record is present but unreadable ({path.name}: {err})."
+        result = load_model(CalibrationResult, path)
+    except ConfigError as err:
+        return f"A calibration record is present but unreadable: {err}."
+    tried = ", ".join(c.name for c in result.candidates)
+    return (f"Plan chosen by calibration on check frames {result.check_frames}: {result.recommendation} "
+            f"({result.reason}). Candidates tried: {tried}. Evidence: {path.name}.")
 
 
 def build_report(run_dir: str | Path, out_dir: str | Path | None = None):
@@ -272,7 +271,8 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None):
     warnings = [r for r in records.values() if r.settings.get("device") not in (None, "cpu")]
     if warnings:
         notes.append("Some stages ran on a GPU; their GPU-seconds are not part of the CPU core-second totals.")
-    calibration = run_dir / "calibration.json"
+    # Calibration saves its evidence beside the plan it chose (its cost is found there too).
+    calibration = Path(graph.plan_file).parent / "calibration.json"
     if calibration.is_file():
         notes.append(_calibration_note(calibration))
     if inbetween is not None and inbetween.fallback:
