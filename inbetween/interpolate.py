@@ -165,6 +165,7 @@ class InterpolationSettings:
     guided_one_sided_confidence: float = 0.8
     score_window: float = 0.1
     guide_depth_tolerance: float = 0.05
+    resample: Literal["bicubic", "bilinear", "splat"] = "bicubic"
     device: str = "auto"
 
 
@@ -528,6 +529,59 @@ def _select_ids(
     return out, best
 
 
+# --- resampling --------------------------------------------------------------------------------
+
+
+def _resample_channels(plan: _Plan) -> list[int]:
+    """Packed channels that are resampled: colour and every blended layer (not depth, not velocity)."""
+    keep = list(range(plan.color.start, plan.color.stop))
+    for name, sl in plan.continuous.items():
+        if name not in plan.depths:
+            keep.extend(range(sl.start, sl.stop))
+    return keep
+
+
+def _resample_side(
+    source: _Source,
+    acc: torch.Tensor,
+    wsum: torch.Tensor,
+    back: torch.Tensor,
+    plan: _Plan,
+    settings: InterpolationSettings,
+    h: int,
+    w: int,
+) -> None:
+    """Sharpen one side's splat in place: resample its keyframe where the splat says it came from.
+
+    A bilinear splat is a bilinear resampling, twice over where footprints overlap: edges and
+    texture lose about half a pixel of sharpness. The splat also carries the side's own motion
+    to every target pixel (forward-splatting the vectors reverses them), so each target pixel
+    knows where in the keyframe its surface was: ``p + back * velocity``. The keyframe is
+    sampled there with a bicubic (or bilinear) kernel and the result replaces the splat's colour
+    and blended layers wherever the keyframe's depth there matches the splat's depth (the same
+    surface, not one that covers it there) and every source pixel under the kernel is finite.
+    Bicubic overshoot is clamped to the range of the 2x2 source pixels around the sample.
+    """
+    side = acc / wsum.clamp_min(1e-8)
+    velocity = side[:, plan.velocity]
+    disp = (velocity * back[:, None, None, None]).permute(0, 2, 3, 1)
+    channels = _resample_channels(plan)
+    image = source.features[channels].view(1, len(channels), h, w)
+    sampled, inside = _sample(image, disp, settings.resample)
+    # Depth and validity: the whole kernel footprint (4x4 bicubic) must be finite source pixels.
+    invalid = (~source.valid).float().view(1, 1, h, w)
+    if settings.resample == "bicubic":
+        invalid = F.max_pool2d(invalid, 3, stride=1, padding=1)
+    depth = source.depth.view(1, 1, h, w)
+    probe, _ = _gather(torch.cat([depth, invalid], dim=1), disp, "bilinear")
+    z_side = side[:, plan.depth : plan.depth + 1]
+    tolerance = _COVER_DEPTH * settings.depth_softness
+    same = torch.exp(-(probe[:, :1] - z_side).abs() / (tolerance * z_side.clamp_min(1e-6)))
+    use = same * (probe[:, 1:] < 1e-3) * inside * (wsum > _HOLE)
+    current = side[:, channels]
+    acc[:, channels] = (current + use * (sampled - current)) * wsum
+
+
 # --- hole filling --------------------------------------------------------------------------------
 
 
@@ -585,6 +639,23 @@ def _gather(image: torch.Tensor, displacement: torch.Tensor, mode: str) -> tuple
     grid = torch.stack([2 * x / max(w - 1, 1) - 1, 2 * y / max(h - 1, 1) - 1], dim=-1)
     sampled = F.grid_sample(image.expand(t, -1, -1, -1), grid, mode=mode, padding_mode="border", align_corners=True)
     return sampled, inside[:, None]
+
+
+def _sample(image: torch.Tensor, displacement: torch.Tensor, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_gather` with ``bicubic``, ``bilinear`` or ``splat`` (= bilinear) resampling.
+
+    Bicubic overshoot (ringing around bright edges, negative values in HDR) is clamped to the
+    range of the 2x2 source pixels around each sample.
+    """
+    if mode != "bicubic":
+        return _gather(image, displacement, "bilinear")
+    sampled, inside = _gather(image, displacement, "bicubic")
+    c = image.shape[1]
+    padded = F.pad(image, (0, 1, 0, 1), mode="replicate")
+    bounds = torch.cat([-F.max_pool2d(-padded, 2, stride=1), F.max_pool2d(padded, 2, stride=1)], dim=1)
+    # The 2x2 neighbourhood starting at floor(x, y): nearest sampling half a pixel up-left.
+    bounds, _ = _gather(bounds, displacement - 0.5, "nearest")
+    return torch.minimum(torch.maximum(sampled, bounds[:, :c]), bounds[:, c:]), inside
 
 
 def _as_image(flat: torch.Tensor, t: int, h: int, w: int) -> torch.Tensor:
@@ -721,6 +792,9 @@ def interpolate(
         wb = _crop(splat_b.wsum[None], n_t, h, w)
         acc_a = _crop(splat_a.acc, n_t, h, w)
         acc_b = _crop(splat_b.acc, n_t, h, w)
+        if settings.resample != "splat":
+            for source, acc, wsum, back in ((src_a, acc_a, wa, -scale_a), (src_b, acc_b, wb, scale_b)):
+                _resample_side(source, acc, wsum, back, plan, settings, h, w)
         # Each side normalised by its own weight, then mixed by (1 - s) * w_A and s * w_B.
         total = tw_a * wa + tw_b * wb
         fused = (acc_a * tw_a).add_(acc_b * tw_b).div_(total.clamp_min(1e-8))
@@ -875,8 +949,15 @@ def _guide(
 
     warped = []
     for source, disp in ((src_a, disp_a), (src_b, disp_b)):
-        image = torch.cat([source.features, source.valid[None].float()], dim=0).view(1, -1, h, w)
-        sampled, inside = _gather(image, disp, "bilinear")
+        image = source.features.view(1, -1, h, w)
+        sampled, inside = _sample(image, disp, settings.resample)
+        # Depth and validity bilinear (no overshoot), over the kernel's whole footprint.
+        invalid = (~source.valid).float().view(1, 1, h, w)
+        if settings.resample == "bicubic":
+            invalid = F.max_pool2d(invalid, 3, stride=1, padding=1)
+        probe, _ = _gather(torch.cat([source.depth.view(1, 1, h, w), invalid], dim=1), disp, "bilinear")
+        sampled[:, plan.depth : plan.depth + 1] = probe[:, :1]
+        sampled = torch.cat([sampled, 1 - probe[:, 1:]], dim=1)
         z = sampled[:, plan.depth : plan.depth + 1]
         valid = (sampled[:, -1:] > 0.999) & inside
         vis = torch.where(valid, torch.exp(-(z - z_guide).abs() / (tol * z_guide)), 0.0)
