@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -235,7 +234,8 @@ def test_non_finite_source_pixels_do_not_spread():
     for value in [out.color, out.depth, out.to_prev, out.to_next, out.confidence, *out.layers.values()]:
         assert np.isfinite(value).all()
     changed = np.abs(out.color - clean.color).max(axis=-1) > 1e-6
-    assert changed.sum() <= 3 * 9, changed.sum()
+    # Confined to the bad pixels' resampling footprints (4x4 for a cubic kernel).
+    assert changed.sum() <= 3 * 16, changed.sum()
     near = np.zeros_like(changed)
     for y, x in ((40, 40), (30, 3), (5, 40)):
         near[y - 2 : y + 3, x - 2 : x + 3] = True
@@ -379,18 +379,13 @@ def _hd_pair(size: tuple[int, int]) -> tuple[Keyframe, Keyframe, dict[str, np.nd
 
 
 @pytest.mark.slow
-def test_1080p_cpu_speed():
+def test_1080p_frames_interpolate_guided_and_unguided():
+    """Full HD works in one batch on the CPU (the speed is measured by bench/inbetween.py)."""
     a, b, mid = _hd_pair((1080, 1920))
-    timings = {}
-    for label, guides in (("unguided", None), ("guided", {1: guide(mid, mid["color"])})):
-        interpolate(a, b, [1], guides=guides, settings=CPU)  # warm-up
-        start = time.perf_counter()
+    for guides in (None, {1: guide(mid, mid["color"])}):
         out = interpolate(a, b, [1], guides=guides, settings=CPU)[0]
-        timings[label] = time.perf_counter() - start
+        assert out.color.shape == (1080, 1920, 4)
         assert psnr(mid["color"], out.color) > 30
-    print(f"1080p CPU ({torch.get_num_threads()} threads): " + ", ".join(
-        f"{k} {v:.2f} s = {1 / v:.2f} frames/s" for k, v in timings.items()))
-    assert max(timings.values()) < 20
 
 
 @pytest.mark.gpu
@@ -405,3 +400,55 @@ def test_cuda_matches_cpu():
         for c, g in zip(cpu, gpu, strict=True):
             np.testing.assert_allclose(c.color, g.color, atol=1e-4)
             np.testing.assert_array_equal(c.layers["object_index"], g.layers["object_index"])
+
+
+def _fine(t: int, size: tuple[int, int] = (40, 56), speed: float = 0.5) -> dict[str, np.ndarray]:
+    """A whole frame of fine texture (periods of 3-5 px) panning ``speed`` px per frame."""
+    h, w = size
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    u = xs - speed * t
+    base = 0.5 + 0.3 * np.sin(u * 1.7 + ys * 0.4) + 0.15 * np.cos(u * 1.2 - ys * 1.3)
+    color = np.ones((h, w, 4), np.float32)
+    color[..., :3] = np.stack([base, 1 - base, 0.5 * base + 0.2], -1)
+    vec = np.zeros((h, w, 2), np.float32)
+    vec[..., 0] = speed
+    return {"color": color, "depth": np.full((h, w), 10.0, np.float32), "to_prev": -vec, "to_next": vec.copy()}
+
+
+def test_keyframes_are_resampled_sharper_than_a_splat():
+    """Half-pixel motion of a fine texture: the bilinear splat blurs it; resampling the keyframe
+    where the splat says each pixel came from (cubic B-spline) keeps it."""
+    a, b, truth = _fine(0), _fine(2), _fine(1)["color"]
+    key_a = Keyframe(0, a["color"], a["depth"], a["to_prev"], a["to_next"])
+    key_b = Keyframe(2, b["color"], b["depth"], b["to_prev"], b["to_next"])
+    inner = (slice(4, -4), slice(4, -4))
+    scores = {}
+    for mode in ("splat", "bilinear", "bicubic", "spline"):
+        out = interpolate(key_a, key_b, [1], settings=replace(CPU, resample=mode))[0]
+        scores[mode] = psnr(truth[inner], out.color[inner])
+    assert scores["spline"] > scores["splat"] + 6, scores
+    assert scores["spline"] >= scores["bicubic"] > scores["bilinear"], scores
+
+
+def test_resampling_never_overshoots_an_hdr_edge():
+    """A 200:1 edge moving half a pixel: cubic kernels ring, the clamp keeps every value inside
+    the range of the source pixels around it (no negative light, no halo brighter than the sun)."""
+    h, w = 16, 32
+    frames = {}
+    for t in (0, 1, 2):
+        color = np.full((h, w, 4), 1.0, np.float32)
+        color[..., :3] = 0.1
+        edge = 10 + 0.5 * t
+        xs = np.arange(w) + 0.5
+        cover = np.clip(xs - edge, 0, 1)  # pixel coverage of the bright side
+        color[..., :3] += (20.0 - 0.1) * cover[None, :, None]
+        vec = np.zeros((h, w, 2), np.float32)
+        vec[..., 0] = 0.5
+        frames[t] = Keyframe(t, color, np.full((h, w), 5.0, np.float32), -vec, vec.copy())
+    splat = interpolate(frames[0], frames[2], [1], settings=replace(CPU, resample="splat"))[0]
+    for mode in ("bicubic", "spline"):
+        out = interpolate(frames[0], frames[2], [1], settings=replace(CPU, resample=mode))[0]
+        assert out.color[..., :3].min() >= 0.1 - 1e-4, mode
+        assert out.color[..., :3].max() <= 20.0 + 1e-3, mode
+        # The edge stays where it is (no worse than the splat, which cannot overshoot).
+        assert psnr(frames[1].color, out.color) >= psnr(frames[1].color, splat.color), mode
