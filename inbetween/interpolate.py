@@ -571,9 +571,9 @@ def _resample_side(
     disp = (velocity * back[:, None, None, None]).permute(0, 2, 3, 1)
     channels = _resample_channels(plan)
     image = source.features[channels].view(1, len(channels), h, w)
-    sampled, inside = _sample(image, disp, settings.resample)
-    # Depth and validity: the whole kernel footprint (4x4 bicubic) must be finite source pixels.
     invalid = (~source.valid).float().view(1, 1, h, w)
+    sampled, inside = _sample(image, disp, settings.resample, invalid)
+    # Depth and validity: the whole kernel footprint (4x4 cubic) must be finite source pixels.
     if settings.resample in ("bicubic", "spline"):
         invalid = F.max_pool2d(invalid, 3, stride=1, padding=1)
     depth = source.depth.view(1, 1, h, w)
@@ -711,15 +711,24 @@ def _spline_sample(coefficients: torch.Tensor, displacement: torch.Tensor) -> tu
     return out, inside[:, None]
 
 
-def _sample(image: torch.Tensor, displacement: torch.Tensor, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _sample(
+    image: torch.Tensor, displacement: torch.Tensor, mode: str, invalid: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`_gather` with ``spline`` (cubic B-spline), ``bicubic`` (Keys, a = -0.75) or
     ``bilinear`` (also for ``splat``) resampling.
 
     Cubic overshoot (ringing around bright edges, negative values in HDR) is clamped to the
-    range of the 2x2 source pixels around each sample.
+    range of the 2x2 source pixels around each sample. The spline's prefilter reaches 8 pixels
+    along rows and columns, so samples within reach of an ``invalid`` (1,1,H,W) source pixel
+    are taken bicubic instead: a bad pixel then touches only its 4x4 footprint.
     """
     if mode == "spline" and min(image.shape[-2:]) > _SPLINE_TAPS:
         sampled, inside = _spline_sample(_spline_coefficients(image), displacement)
+        if invalid is not None and bool(invalid.any()):
+            reach = 2 * (_SPLINE_TAPS + 2) + 1
+            near, _ = _gather(F.max_pool2d(invalid, reach, stride=1, padding=reach // 2), displacement, "nearest")
+            cubic, _ = _gather(image, displacement, "bicubic")
+            sampled = torch.where(near > 0, cubic, sampled)
     elif mode in ("spline", "bicubic"):  # images too small for the spline prefilter: bicubic
         sampled, inside = _gather(image, displacement, "bicubic")
     else:
@@ -1024,9 +1033,9 @@ def _guide(
     warped = []
     for source, disp in ((src_a, disp_a), (src_b, disp_b)):
         image = source.features.view(1, -1, h, w)
-        sampled, inside = _sample(image, disp, settings.resample)
-        # Depth and validity bilinear (no overshoot), over the kernel's whole footprint.
         invalid = (~source.valid).float().view(1, 1, h, w)
+        sampled, inside = _sample(image, disp, settings.resample, invalid)
+        # Depth and validity bilinear (no overshoot), over the kernel's whole footprint.
         if settings.resample in ("bicubic", "spline"):
             invalid = F.max_pool2d(invalid, 3, stride=1, padding=1)
         probe, _ = _gather(torch.cat([source.depth.view(1, 1, h, w), invalid], dim=1), disp, "bilinear")

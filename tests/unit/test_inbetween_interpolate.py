@@ -233,8 +233,9 @@ def test_non_finite_source_pixels_do_not_spread():
     out = interpolate(keyframe(0, bad), keyframe(4, b), [2], settings=CPU)[0]
     for value in [out.color, out.depth, out.to_prev, out.to_next, out.confidence, *out.layers.values()]:
         assert np.isfinite(value).all()
-    changed = np.abs(out.color - clean.color).max(axis=-1) > 1e-6
-    # Confined to the bad pixels' resampling footprints (4x4 for a cubic kernel).
+    # Confined to the bad pixels' resampling footprints (4x4 for a cubic kernel). Around them the
+    # spline gives way to bicubic sampling, which differs from it by ~1e-5 on this texture.
+    changed = np.abs(out.color - clean.color).max(axis=-1) > 1e-4
     assert changed.sum() <= 3 * 16, changed.sum()
     near = np.zeros_like(changed)
     for y, x in ((40, 40), (30, 3), (5, 40)):
