@@ -75,6 +75,12 @@ _FULL_COVERAGE = 2.0
 _COVER_DEPTH = 2.0  # samples within this many depth_softness of the nearest are front surface
 # One side's nearest surface this far (relative) behind the other side's is hidden by it.
 _HIDDEN_DEPTH = 0.3
+# The static-appearance hypothesis (see _static_appearance): the same surface at a pixel in A, B and
+# the target when depths agree within this share, and it takes over fully when its A/B difference
+# is this much (tone-mapped) below the vectors'.
+_STATIC_DEPTH = 0.02
+_STATIC_KEY_DEPTH = 0.005
+_STATIC_MARGIN = 0.05
 
 
 @dataclass(frozen=True)
@@ -159,6 +165,9 @@ class InterpolationSettings:
             surface was: ``spline`` (cubic B-spline, the sharpest), ``bicubic``, ``bilinear``,
             or ``splat`` (no resampling: the bilinear splat alone, about half a pixel softer;
             guided warps then sample bilinearly).
+        static_appearance: Also consider, per pixel, that the colour stays put on screen while
+            the surface moves (reflections on a turning object), and use it where it explains
+            the two keyframes clearly better than the vectors.
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
     """
 
@@ -170,6 +179,7 @@ class InterpolationSettings:
     score_window: float = 0.1
     guide_depth_tolerance: float = 0.05
     resample: Literal["spline", "bicubic", "bilinear", "splat"] = "spline"
+    static_appearance: bool = True
     device: str = "auto"
 
 
@@ -586,6 +596,74 @@ def _resample_side(
     acc[:, channels] = (current + use * (sampled - current)) * wsum
 
 
+# --- appearance that does not follow the surface ------------------------------------------------------
+
+
+def _static_appearance(
+    src_a: _Source,
+    src_b: _Source,
+    plan: _Plan,
+    fused: torch.Tensor,
+    difference: torch.Tensor,
+    agreement: torch.Tensor,
+    visibility: torch.Tensor,
+    targets: list[int],
+    guides: Mapping[int, Guide],
+    s: torch.Tensor,
+    device: torch.device,
+    h: int,
+    w: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A second motion hypothesis for the colour: what stays put on screen.
+
+    Reflections of the surroundings on a turning object, light moving over it and similar
+    view-dependent shading do not move with the surface, so the vectors carry them wrongly: the
+    two keyframes' predictions then disagree. Where the same surface sits at the pixel in both
+    keyframes and in the target (depths within ``_STATIC_DEPTH``), the pixel's own colour in
+    A and B, mixed in time, is a second prediction, and its own A/B disagreement says how good
+    it is. Per pixel, the static prediction takes over to the degree that it agrees clearly
+    better (by ``_STATIC_MARGIN``, both averaged over 5x5); where both agree (a static
+    background) nothing changes. Only colour and alpha switch: depth, normals, ids and albedo
+    keep following the surface.
+
+    Returns:
+        The colour-updated ``fused`` and the blended difference, agreement and visibility.
+    """
+    z_target = fused[:, plan.depth : plan.depth + 1].clone()
+    for i, t in enumerate(targets):
+        g = guides.get(t)
+        if g is not None:
+            z_target[i, 0] = torch.nan_to_num(_tensor(g.depth, device), nan=1e10, posinf=1e10).clamp_min(1e-6)
+    at_a = src_a.features[plan.color].view(1, -1, h, w)
+    at_b = src_b.features[plan.color].view(1, -1, h, w)
+    z_a, z_b = src_a.depth.view(1, 1, h, w), src_b.depth.view(1, 1, h, w)
+    same = (
+        src_a.valid.view(1, 1, h, w)
+        & src_b.valid.view(1, 1, h, w)
+        & ((z_a - z_target).abs() <= _STATIC_DEPTH * z_target)
+        & ((z_b - z_target).abs() <= _STATIC_DEPTH * z_target)
+        & ((z_a - z_b).abs() <= _STATIC_KEY_DEPTH * z_target)
+    ).float()
+    if not bool(same.any()):
+        return fused, difference, agreement, visibility
+    tw_b = s[:, None, None, None]
+    static = at_a + tw_b * (at_b - at_a)
+    d_static = _difference(at_a, at_b).expand(len(targets), -1, -1, -1)
+    # Risks in [0, 1]: the vectors' from their (coverage-weighted) agreement, so pixels seen by
+    # one keyframe only (nothing to compare) never count against them.
+    static_agreement = _agreement(d_static, torch.ones_like(d_static))
+    risk_v = F.avg_pool2d(1 - agreement, 5, stride=1, padding=2, count_include_pad=False)
+    risk_s = F.avg_pool2d(1 - static_agreement, 5, stride=1, padding=2, count_include_pad=False)
+    take = same * ((risk_v - risk_s) / _STATIC_MARGIN).clamp(0, 1)
+    take = F.avg_pool2d(take, 3, stride=1, padding=1, count_include_pad=False) * same
+    fused = fused.clone()
+    fused[:, plan.color] = fused[:, plan.color] + take * (static - fused[:, plan.color])
+    difference = difference + take * (d_static - difference)
+    agreement = agreement + take * (static_agreement - agreement)
+    visibility = visibility + take * (1 - visibility)
+    return fused, difference, agreement, visibility
+
+
 # --- hole filling --------------------------------------------------------------------------------
 
 
@@ -905,6 +983,11 @@ def interpolate(
             fused, covered, visibility, agreement, guide_color, has_guide_color, difference = _guide(
                 a, b, targets, guides, plan, src_a, src_b, fused, covered, total, (cov_a, tol_a), (cov_b, tol_b),
                 visibility, agreement, difference, s, settings, device, h, w,
+            )
+
+        if settings.static_appearance:
+            fused, difference, agreement, visibility = _static_appearance(
+                src_a, src_b, plan, fused, difference, agreement, visibility, targets, guides, s, device, h, w
             )
 
         # Holes: the guide's colour where there is one, push-pull otherwise (continuous layers

@@ -210,10 +210,11 @@ def _reflection(t: int, drift: float) -> dict[str, np.ndarray]:
     return frame
 
 
-@pytest.mark.parametrize("drift", [pytest.param(0.0, id="still"), pytest.param(0.5, id="slower")])
+@pytest.mark.parametrize("drift", [pytest.param(0.5, id="slower"), pytest.param(-1.0, id="backwards")])
 def test_reflection_moving_unlike_its_surface_scores_low(drift):
     """The box is 11 % of the frame and everything else is exact; the A- and B-splats of the
-    reflection disagree, and that one region fails the frame."""
+    reflection disagree (and the pattern does not stay put on screen either, so the static
+    hypothesis does not explain it), and that one region fails the frame."""
     frames = {t: _reflection(t, drift) for t in (0, 2, 4)}
     out = interpolate(keyframe(0, frames[0]), keyframe(4, frames[4]), [2], settings=CPU)[0]
     inside = frames[2]["id"][..., 0] == 1.0
@@ -221,6 +222,39 @@ def test_reflection_moving_unlike_its_surface_scores_low(drift):
     assert psnr(frames[2]["color"], out.color, ~inside) > 30  # ... and fine elsewhere
     assert out.confidence[inside].mean() < 0.7  # the stripes coincide here and there
     assert out.score < 0.5, out.stats
+
+
+def _turning(t: int) -> dict[str, np.ndarray]:
+    """A box turning in place (a drum seen from the side): its surface moves 1.5 px/frame to the
+    right, so its vectors say so, but what it shows is a reflection that stays put on screen."""
+    frame = render(t, [Box(12, 14, 18, 0.0, 0.0, 10.0, 1.0)])
+    inside = frame["id"][..., 0] == 1.0
+    ys, xs = np.mgrid[0:48, 0:48].astype(np.float32)
+    stripes = 0.5 + 0.45 * np.sin(xs * 0.8) * np.cos(ys * 0.3)
+    frame["color"][inside, :3] = np.stack([stripes, 0.9 * stripes, 0.7 * stripes + 0.1], -1)[inside]
+    frame["to_prev"][inside] = (-1.5, 0.0)
+    frame["to_next"][inside] = (1.5, 0.0)
+    return frame
+
+
+def test_reflection_that_stays_put_on_a_turning_object_is_taken_from_the_pixel():
+    """Same surface at the pixel in both keyframes and the target (depths agree): the pixel's own
+    colour explains A and B, the vectors do not, so the static prediction takes over there and
+    the frame passes; without that hypothesis it is wrong and fails."""
+    frames = {t: _turning(t) for t in (0, 1, 2)}
+    inside = frames[1]["id"][..., 0] == 1.0
+    core = inside & np.roll(inside, 3, axis=1) & np.roll(inside, -3, axis=1)  # away from the sides
+    with_static = interpolate(keyframe(0, frames[0]), keyframe(2, frames[2]), [1], settings=CPU)[0]
+    vectors_only = interpolate(
+        keyframe(0, frames[0]), keyframe(2, frames[2]), [1], settings=replace(CPU, static_appearance=False)
+    )[0]
+    assert psnr(frames[1]["color"], vectors_only.color, core) < 25
+    assert vectors_only.score < 0.5
+    assert psnr(frames[1]["color"], with_static.color, core) > 40
+    assert with_static.confidence[core].mean() > 0.9
+    assert with_static.score > 0.6, with_static.stats
+    # Only the colour switches: depth and ids still follow the surface.
+    np.testing.assert_array_equal(with_static.layers["object_index"], vectors_only.layers["object_index"])
 
 
 def test_non_finite_source_pixels_do_not_spread():
