@@ -13,12 +13,19 @@ not by guessing their motion:
    into a foreground one (no ghosts) while samples of the same surface blend smoothly.
 2. **Fuse in time.** Each side is normalised by its own splat weight and the two are mixed with
    ``(1 - s) * weight_A`` and ``s * weight_B`` (``s = (t - a) / (b - a)``).
-3. **Guided mode** (a :class:`Guide` gives the target's own cheap depth and vectors): A and B are
+3. **Resample** (``settings.resample``): the splat also carries each side's own motion to every
+   target pixel, so each side's keyframe is resampled with a clamped cubic kernel where the
+   target pixel's surface was, which undoes the bilinear splat's half-pixel blur (same-surface
+   depth check; depth and velocity stay with the splat).
+   **Static appearance** (after step 4): where the same surface is at a pixel in A, B and the target and the
+   pixel's own colour explains A and B clearly better than the vectors (reflections on a
+   turning object), the colour is taken from the pixel (:func:`_static_appearance`).
+4. **Guided mode** (a :class:`Guide` gives the target's own cheap depth and vectors): A and B are
    also backward-warped into ``t`` along the guide's ``(t - a) * to_prev`` / ``(b - t) * to_next``
    (exact when ``t - a == 1`` / ``b - t == 1``). A warped keyframe counts where its depth agrees
    with the guide's, the splat counts where its depth agrees with the guide's, and the guide's
    depth and vectors become the output's.
-4. **Holes** nobody covers are filled by the guide's colour when there is one, else by push-pull
+5. **Holes** nobody covers are filled by the guide's colour when there is one, else by push-pull
    (a weighted image pyramid) for continuous layers, by the farthest neighbouring depth for
    depth (a disocclusion reveals background) and by the nearest contributor for id layers.
 
