@@ -584,7 +584,7 @@ def _resample_side(
     side = acc / wsum.clamp_min(1e-8)
     velocity = side[:, plan.velocity]
     disp = (velocity * back[:, None, None, None]).permute(0, 2, 3, 1)
-    channels = _resample_channels(plan)
+    channels = resampler.channels
     sampled, probe, inside = resampler.sample(disp)
     z_side = side[:, plan.depth : plan.depth + 1]
     tolerance = _COVER_DEPTH * settings.depth_softness
@@ -631,7 +631,7 @@ def _static_appearance(
     for i, t in enumerate(targets):
         g = guides.get(t)
         if g is not None:
-            z_target[i, 0] = torch.nan_to_num(_tensor(g.depth, device), nan=1e10, posinf=1e10).clamp_min(1e-6)
+            z_target[i, 0] = _guide_depth(g, device)
     at_a = src_a.features[plan.color].view(1, -1, h, w)
     at_b = src_b.features[plan.color].view(1, -1, h, w)
     z_a, z_b = src_a.depth.view(1, 1, h, w), src_b.depth.view(1, 1, h, w)
@@ -654,8 +654,7 @@ def _static_appearance(
     risk_s = F.avg_pool2d(1 - static_agreement, 5, stride=1, padding=2, count_include_pad=False)
     take = same * ((risk_v - risk_s) / _STATIC_MARGIN).clamp(0, 1)
     take = F.avg_pool2d(take, 3, stride=1, padding=1, count_include_pad=False) * same
-    fused = fused.clone()
-    fused[:, plan.color] = fused[:, plan.color] + take * (static - fused[:, plan.color])
+    fused[:, plan.color] += take * (static - fused[:, plan.color])
     difference = difference + take * (d_static - difference)
     agreement = agreement + take * (static_agreement - agreement)
     visibility = visibility + take * (1 - visibility)
@@ -704,10 +703,11 @@ def _select_fill(values: torch.Tensor, priority: torch.Tensor) -> torch.Tensor:
 # --- backward warps (guided mode) --------------------------------------------------------------------
 
 
-def _gather(image: torch.Tensor, displacement: torch.Tensor, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sample ``image`` (1,C,H,W) at ``(x, y) + displacement`` (T,H,W,2); also the in-frame mask."""
-    t, h, w = displacement.shape[:3]
-    device = image.device
+def _positions(displacement: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pixel positions ``(x, y) + displacement`` (T,H,W,2) as x and y (T,H,W), and whether each
+    lies inside the frame."""
+    h, w = displacement.shape[1:3]
+    device = displacement.device
     ys, xs = torch.meshgrid(
         torch.arange(h, device=device, dtype=torch.float32),
         torch.arange(w, device=device, dtype=torch.float32),
@@ -715,7 +715,13 @@ def _gather(image: torch.Tensor, displacement: torch.Tensor, mode: str) -> tuple
     )
     x = xs + displacement[..., 0]
     y = ys + displacement[..., 1]
-    inside = (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
+    return x, y, (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
+
+
+def _gather(image: torch.Tensor, displacement: torch.Tensor, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sample ``image`` (1,C,H,W) at ``(x, y) + displacement`` (T,H,W,2); also the in-frame mask."""
+    t, h, w = displacement.shape[:3]
+    x, y, inside = _positions(displacement)
     grid = torch.stack([2 * x / max(w - 1, 1) - 1, 2 * y / max(h - 1, 1) - 1], dim=-1)
     sampled = F.grid_sample(image.expand(t, -1, -1, -1), grid, mode=mode, padding_mode="border", align_corners=True)
     return sampled, inside[:, None]
@@ -752,15 +758,7 @@ def _spline_sample(coefficients: torch.Tensor, displacement: torch.Tensor) -> tu
     as four bilinear fetches (the B-spline weights are positive, so each pair of taps is one
     bilinear sample between them: Sigg and Hadwiger, GPU Gems 2, ch. 20)."""
     t, h, w = displacement.shape[:3]
-    device = coefficients.device
-    ys, xs = torch.meshgrid(
-        torch.arange(h, device=device, dtype=torch.float32),
-        torch.arange(w, device=device, dtype=torch.float32),
-        indexing="ij",
-    )
-    x = xs + displacement[..., 0]
-    y = ys + displacement[..., 1]
-    inside = (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
+    x, y, inside = _positions(displacement)
 
     def axis(pos: torch.Tensor, size: int) -> tuple[torch.Tensor, ...]:
         pos = pos.clamp(0, size - 1)
@@ -777,7 +775,7 @@ def _spline_sample(coefficients: torch.Tensor, displacement: torch.Tensor) -> tu
     x0, x1, gx0, gx1 = axis(x, w)
     y0, y1, gy0, gy1 = axis(y, h)
     image = coefficients.expand(t, -1, -1, -1)
-    out = torch.zeros(t, coefficients.shape[1], h, w, device=device)
+    out = torch.zeros(t, coefficients.shape[1], h, w, device=coefficients.device)
     for gx, gy, px, py in ((gx0, gy0, x0, y0), (gx1, gy0, x1, y0), (gx0, gy1, x0, y1), (gx1, gy1, x1, y1)):
         sample = F.grid_sample(
             image, torch.stack([px, py], dim=-1), mode="bilinear", padding_mode="reflection", align_corners=True
@@ -803,6 +801,7 @@ class _Resampler:
     """
 
     mode: str
+    channels: list[int]
     image: torch.Tensor
     probe: torch.Tensor
     coefficients: torch.Tensor | None
@@ -853,7 +852,7 @@ def _resampler(source: _Source, plan: _Plan, mode: str, h: int, w: int) -> _Resa
         if not clean:
             reach = 2 * (_SPLINE_TAPS + 2) + 1
             unsafe = F.max_pool2d(invalid, reach, stride=1, padding=reach // 2)
-    return _Resampler(mode, image, probe, coefficients, bounds, unsafe)
+    return _Resampler(mode, channels, image, probe, coefficients, bounds, unsafe)
 
 
 def _as_image(flat: torch.Tensor, t: int, h: int, w: int) -> torch.Tensor:
@@ -991,7 +990,9 @@ def interpolate(
         acc_a = _crop(splat_a.acc, n_t, h, w)
         acc_b = _crop(splat_b.acc, n_t, h, w)
         resamplers = (
-            _resampler(src_a, plan, settings.resample, h, w), _resampler(src_b, plan, settings.resample, h, w)
+            (_resampler(src_a, plan, settings.resample, h, w), _resampler(src_b, plan, settings.resample, h, w))
+            if settings.resample != "splat" or guides
+            else None
         )
         if settings.resample != "splat":
             for resampler, acc, wsum, back in ((resamplers[0], acc_a, wa, -scale_a), (resamplers[1], acc_b, wb, scale_b)):
@@ -1099,6 +1100,11 @@ def interpolate(
     return results
 
 
+def _guide_depth(guide: Guide, device: torch.device) -> torch.Tensor:
+    """A guide's depth on the device, non-finite values as far background, positive."""
+    return torch.nan_to_num(_tensor(guide.depth, device), nan=1e10, posinf=1e10).clamp_min(1e-6)
+
+
 def _guide(
     a,
     b,
@@ -1136,7 +1142,7 @@ def _guide(
             continue
         disp_a.append(torch.nan_to_num(_tensor(g.to_prev, device)) * (t - a.frame))
         disp_b.append(torch.nan_to_num(_tensor(g.to_next, device)) * (b.frame - t))
-        z_guide.append(torch.nan_to_num(_tensor(g.depth, device), nan=1e10, posinf=1e10).clamp_min(1e-6))
+        z_guide.append(_guide_depth(g, device))
         color = torch.zeros(h, w, plan.color.stop, device=device)
         if g.color is not None:
             gc = torch.nan_to_num(_tensor(g.color, device), nan=0.0, posinf=0.0, neginf=0.0)
@@ -1153,11 +1159,10 @@ def _guide(
     is_guided = torch.tensor(is_guided, device=device)[:, None, None, None]
 
     warped = []
-    channels = _resample_channels(plan)
     for resampler, disp in zip(resamplers, (disp_a, disp_b), strict=True):
         colour, probe, inside = resampler.sample(disp)
         sampled = torch.zeros(len(targets), plan.channels, h, w, device=device)
-        sampled[:, channels] = colour
+        sampled[:, resampler.channels] = colour
         sampled[:, plan.depth : plan.depth + 1] = probe[:, :1]
         sampled[:, plan.velocity] = probe[:, 1:3]
         z = probe[:, :1]
