@@ -17,6 +17,7 @@ import math
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,28 @@ def build_demo_scene(
     )
     log.debug("building demo scene: %s", command)
     run_builder(command, out_blend, "the demo scene")
+
+
+def builder_status(build: Callable[[], None], what: str) -> int:
+    """Child side of :func:`run_builder`: run ``build``; a failure becomes one line on stderr
+    (which ``run_builder`` quotes) and status 1."""
+    try:
+        build()
+    except Exception as err:  # noqa: BLE001 - process boundary: report one line, exit non-zero
+        sys.stderr.write(f"{what}: {type(err).__name__}: {' '.join(str(err).split())}\n")
+        return 1
+    return 0
+
+
+def exit_child(main: Callable[[], int]) -> None:
+    """Run a bpy child's ``main`` and leave with its status through ``os._exit``, with both
+    streams flushed (bpy's interpreter teardown can hang or crash after the work is done)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    status = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def run_builder(command: list[str], out_blend: Path, what: str) -> None:
@@ -380,20 +403,13 @@ def _main(argv: list[str] | None = None) -> int:
     parser.add_argument("--height", type=int, default=180)
     parser.add_argument("--samples", type=int, default=512)
     args = parser.parse_args(argv)
-    try:
-        _build_in_blender(
+    return builder_status(
+        lambda: _build_in_blender(
             args.out_blend, frames=args.frames, width=args.width, height=args.height, samples=args.samples
-        )
-    except Exception as err:  # noqa: BLE001 - process boundary: report one line, exit non-zero
-        sys.stderr.write(f"farmplug demo scene: {type(err).__name__}: {' '.join(str(err).split())}\n")
-        return 1
-    return 0
+        ),
+        "farmplug demo scene",
+    )
 
 
 if __name__ == "__main__":
-    sys.stdout.flush()
-    sys.stderr.flush()
-    status = _main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(status)
+    exit_child(_main)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +26,8 @@ from typing import Any
 
 from farmplug.errors import ConfigError
 from farmplug.render.demo_scene import (
+    builder_status,
+    exit_child,
     find_hdri,
     material,
     render_settings,
@@ -480,20 +481,13 @@ def _main(argv: list[str] | None = None) -> int:
     parser.add_argument("--height", type=int, default=90)
     parser.add_argument("--samples", type=int, default=256)
     args = parser.parse_args(argv)
-    try:
-        _build_in_blender(
+    return builder_status(
+        lambda: _build_in_blender(
             args.name, args.out_blend, frames=args.frames, width=args.width, height=args.height, samples=args.samples
-        )
-    except Exception as err:  # noqa: BLE001 - process boundary: report one line, exit non-zero
-        sys.stderr.write(f"farmplug sequence {args.name}: {type(err).__name__}: {' '.join(str(err).split())}\n")
-        return 1
-    return 0
+        ),
+        f"farmplug sequence {args.name}",
+    )
 
 
 if __name__ == "__main__":
-    sys.stdout.flush()
-    sys.stderr.flush()
-    status = _main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(status)
+    exit_child(_main)
