@@ -12,7 +12,10 @@ Each farmplug frame's score is listed beside its measured error, and frames scor
 1920x1080 inputs.
 
     .venv/bin/python bench/inbetween.py --out /tmp/bench-inbetween [--sequences all] [--steps 2,3]
-        [--resolution 160x90] [--samples 1024] [--frames 9] [--threshold 0.5] [--no-denoise]
+        [--resolution 160x90] [--samples 1024] [--frames 9] [--frames-used N] [--threshold 0.5] [--no-denoise]
+
+--frames-used renders and judges only the first N frames of each sequence (the motion stays
+that of the --frames long shot): a cheaper run at higher resolutions.
 """
 
 from __future__ import annotations
@@ -120,7 +123,7 @@ def render_sequence(name: str, folder: Path, args: argparse.Namespace) -> tuple[
         build_sequence(name, scene, frames=args.frames, resolution=args.resolution, samples=args.samples)
     renderer = DenoisedRenderer() if args.denoise else BlenderRenderer()
     pattern = str(folder / "frames" / "f.####.exr")
-    missing = [f for f in range(1, args.frames + 1) if not frame_path(pattern, f).is_file()]
+    missing = [f for f in range(1, args.frames_used + 1) if not frame_path(pattern, f).is_file()]
     if missing:
         log(f"{name}: rendering {len(missing)} frame(s) at {args.samples} spp")
         record = renderer.render(
@@ -129,7 +132,7 @@ def render_sequence(name: str, folder: Path, args: argparse.Namespace) -> tuple[
         walls = [f.wall_s for f in record.frames]
         log(f"{name}: {statistics.median(walls):.2f} s/frame (median wall)")
     noise_pattern = str(folder / "noise" / "f.####.exr")
-    middle = (1 + args.frames) // 2
+    middle = (1 + args.frames_used) // 2
     if not frame_path(noise_pattern, middle).is_file():
         renderer.render(
             RenderRequest(scene=scene, frames=(middle,), output_pattern=noise_pattern, samples=args.samples,
@@ -257,7 +260,7 @@ def _fmt(value: float | None, spec: str) -> str:
 def markdown(results: dict[str, Any]) -> str:
     meta = results["meta"]
     lines = [
-        f"# inbetween benchmark: {meta['resolution']} px, {meta['frames']} frames; "
+        f"# inbetween benchmark: {meta['resolution']} px, frames 1-{meta.get('frames_used', meta['frames'])} of {meta['frames']}; "
         f"machine {meta['machine']}, {meta['cores']} cores, {meta['date']}",
         "# guided = guide depth/vectors taken from the real target render here; in production they come from a "
         "cheap 1-4 spp aux render.",
@@ -319,6 +322,8 @@ def main() -> None:
     parser.add_argument("--resolution", type=parse_resolution, default=(160, 90))
     parser.add_argument("--samples", type=int, default=1024)
     parser.add_argument("--frames", type=int, default=9)
+    parser.add_argument("--frames-used", type=int, default=None,
+                        help="render and judge only frames 1..N of each sequence (default: all)")
     parser.add_argument("--no-denoise", dest="denoise", action="store_false",
                         help="raw references (Cycles' denoiser off); noisier than the errors measured")
     parser.add_argument("--threshold", type=float, default=SCORE_THRESHOLD, help="frame score a frame needs to pass")
@@ -329,6 +334,9 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown sequences {unknown}; valid: {', '.join(SEQUENCES)}")
     steps = [int(s) for s in args.steps.split(",")]
+    args.frames_used = args.frames if args.frames_used is None else args.frames_used
+    if not 1 <= args.frames_used <= args.frames:
+        parser.error(f"--frames-used must be 1..{args.frames} (got {args.frames_used})")
     module = load_interpolate()
 
     width, height = args.resolution
@@ -337,6 +345,7 @@ def main() -> None:
             "resolution": f"{width}x{height}",
             "samples": args.samples,
             "frames": args.frames,
+            "frames_used": args.frames_used,
             "steps": steps,
             "machine": platform.node(),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -355,16 +364,16 @@ def main() -> None:
         clean = "_dn" if args.denoise else ""
         folder = args.out / f"{name}_{width}x{height}_{args.samples}spp{clean}_{args.frames}f"
         pattern, noise_pattern = render_sequence(name, folder, args)
-        frames = {f: load_rendered(frame_path(pattern, f)) for f in range(1, args.frames + 1)}
-        middle = (1 + args.frames) // 2
+        frames = {f: load_rendered(frame_path(pattern, f)) for f in range(1, args.frames_used + 1)}
+        middle = (1 + args.frames_used) // 2
         noise = measure(frames[middle].color[:, :, :3], read_frame(frame_path(noise_pattern, middle)).feature("color"))
         seq: dict[str, Any] = {"noise_floor": {"frame": middle, **noise.as_dict()}, "steps": {}}
         for step in steps:
-            if step < 2 or step >= args.frames:
-                log(f"{name}: step {step} leaves nothing to interpolate in {args.frames} frames; skipped")
+            if step < 2 or step >= args.frames_used:
+                log(f"{name}: step {step} leaves nothing to interpolate in {args.frames_used} frames; skipped")
                 continue
             log(f"{name}: step {step}")
-            seq["steps"][str(step)] = evaluate_step(frames, step, args.frames, module, args.threshold)
+            seq["steps"][str(step)] = evaluate_step(frames, step, args.frames_used, module, args.threshold)
         results["sequences"][name] = seq
 
     results["meta"]["load_average_before_speed"] = list(os.getloadavg())

@@ -88,6 +88,7 @@ _HIDDEN_DEPTH = 0.3
 _STATIC_DEPTH = 0.02
 _STATIC_KEY_DEPTH = 0.005
 _STATIC_MARGIN = 0.05
+_REFINE_TOLERANCE = 0.1  # pixels: a refined displacement must be this stable (_refine_displacement)
 
 
 @dataclass(frozen=True)
@@ -584,6 +585,7 @@ def _resample_side(
     side = acc / wsum.clamp_min(1e-8)
     velocity = side[:, plan.velocity]
     disp = (velocity * back[:, None, None, None]).permute(0, 2, 3, 1)
+    disp = _refine_displacement(resampler, disp, back)
     channels = resampler.channels
     sampled, probe, inside = resampler.sample(disp)
     z_side = side[:, plan.depth : plan.depth + 1]
@@ -592,6 +594,26 @@ def _resample_side(
     use = same * (probe[:, 3:4] < 1e-3) * inside * (wsum > _HOLE)
     current = side[:, channels]
     acc[:, channels] = (current + use * (sampled - current)) * wsum
+
+
+def _refine_displacement(resampler: _Resampler, disp: torch.Tensor, back: torch.Tensor) -> torch.Tensor:
+    """Where each target pixel's surface was in the keyframe, from the keyframe's own vectors.
+
+    The splat's velocity at a target pixel is a soft-z-weighted mean, so where another surface
+    lands close behind (a floor at an object's foot, the background at a silhouette) it is pulled
+    towards that surface's motion, and a textured object is then sampled a pixel or more off.
+    Each pixel's displacement is re-derived from the keyframe's vector at the point it leads to
+    (one fixed-point step, ``d1 = back * v(p + d0)``) and kept where a second step moves it by
+    less than ``_REFINE_TOLERANCE`` pixels: the point is on a surface that moves that way. Elsewhere
+    (the point is at a motion boundary) the splat's displacement stays.
+    """
+    scale = back[:, None, None, None]
+    probe, _ = _gather(resampler.probe, disp, "bilinear")
+    refined = (probe[:, 1:3] * scale).permute(0, 2, 3, 1)
+    probe, _ = _gather(resampler.probe, refined, "bilinear")
+    again = (probe[:, 1:3] * scale).permute(0, 2, 3, 1)
+    converged = (again - refined).norm(dim=-1, keepdim=True) < _REFINE_TOLERANCE
+    return torch.where(converged, refined, disp)
 
 
 # --- appearance that does not follow the surface ------------------------------------------------------
@@ -635,12 +657,17 @@ def _static_appearance(
     at_a = src_a.features[plan.color].view(1, -1, h, w)
     at_b = src_b.features[plan.color].view(1, -1, h, w)
     z_a, z_b = src_a.depth.view(1, 1, h, w), src_b.depth.view(1, 1, h, w)
+    # Depths are compared with the other image's 3x3 depth range: a silhouette pixel's depth
+    # mixes the object's and the background's, and a fraction of a pixel of outline motion
+    # changes it a lot while the colour there barely moves.
+    range_a, range_b = _depth_range(z_a), _depth_range(z_b)
     same = (
         src_a.valid.view(1, 1, h, w)
         & src_b.valid.view(1, 1, h, w)
-        & ((z_a - z_target).abs() <= _STATIC_DEPTH * z_target)
-        & ((z_b - z_target).abs() <= _STATIC_DEPTH * z_target)
-        & ((z_a - z_b).abs() <= _STATIC_KEY_DEPTH * z_target)
+        & _within(z_target, range_a, _STATIC_DEPTH)
+        & _within(z_target, range_b, _STATIC_DEPTH)
+        & _within(z_a, range_b, _STATIC_KEY_DEPTH)
+        & _within(z_b, range_a, _STATIC_KEY_DEPTH)
     ).float()
     if not bool(same.any()):
         return fused, difference, agreement, visibility
@@ -659,6 +686,17 @@ def _static_appearance(
     agreement = agreement + take * (static_agreement - agreement)
     visibility = visibility + take * (1 - visibility)
     return fused, difference, agreement, visibility
+
+
+def _depth_range(depth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Smallest and largest depth (N,1,H,W) in each pixel's 3x3 neighbourhood."""
+    return -F.max_pool2d(-depth, 3, stride=1, padding=1), F.max_pool2d(depth, 3, stride=1, padding=1)
+
+
+def _within(depth: torch.Tensor, bounds: tuple[torch.Tensor, torch.Tensor], tolerance: float) -> torch.Tensor:
+    """Whether ``depth`` lies in ``bounds`` widened by ``tolerance`` (relative)."""
+    low, high = bounds
+    return (depth >= low * (1 - tolerance)) & (depth <= high * (1 + tolerance))
 
 
 # --- hole filling --------------------------------------------------------------------------------
