@@ -115,6 +115,11 @@ class DenoisedRenderer(BlenderRenderer):
         return [str(self.python_executable), "-c", _DENOISED_CHILD, str(request_json), str(result_json)]
 
 
+def noise_frame(frames_used: int) -> int:
+    """The frame rendered a second time, with another seed, for the noise floor: the middle one."""
+    return (1 + frames_used) // 2
+
+
 def render_sequence(name: str, folder: Path, args: argparse.Namespace) -> tuple[str, str]:
     """Build and render one sequence unless cached; returns the frame and noise-floor patterns."""
     scene = folder / "scene.blend"
@@ -132,7 +137,7 @@ def render_sequence(name: str, folder: Path, args: argparse.Namespace) -> tuple[
         walls = [f.wall_s for f in record.frames]
         log(f"{name}: {statistics.median(walls):.2f} s/frame (median wall)")
     noise_pattern = str(folder / "noise" / "f.####.exr")
-    middle = (1 + args.frames_used) // 2
+    middle = noise_frame(args.frames_used)
     if not frame_path(noise_pattern, middle).is_file():
         renderer.render(
             RenderRequest(scene=scene, frames=(middle,), output_pattern=noise_pattern, samples=args.samples,
@@ -365,7 +370,7 @@ def main() -> None:
         folder = args.out / f"{name}_{width}x{height}_{args.samples}spp{clean}_{args.frames}f"
         pattern, noise_pattern = render_sequence(name, folder, args)
         frames = {f: load_rendered(frame_path(pattern, f)) for f in range(1, args.frames_used + 1)}
-        middle = (1 + args.frames_used) // 2
+        middle = noise_frame(args.frames_used)
         noise = measure(frames[middle].color[:, :, :3], read_frame(frame_path(noise_pattern, middle)).feature("color"))
         seq: dict[str, Any] = {"noise_floor": {"frame": middle, **noise.as_dict()}, "steps": {}}
         for step in steps:
