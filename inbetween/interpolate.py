@@ -10,7 +10,9 @@ not by guessing their motion:
    resolved by a **soft z-buffer over both keyframes together**: ``zmin`` per target pixel is
    the nearest depth any contribution brings (``scatter_reduce(amin)``), and each contribution is
    weighted by ``exp(-(z - zmin) / (depth_softness * zmin))``, so a background pixel never mixes
-   into a foreground one (no ghosts) while samples of the same surface blend smoothly.
+   into a foreground one (no ghosts) while samples of the same surface blend smoothly. Where
+   the nearest surface's footprints cover only part of a pixel, the surfaces behind show
+   through the rest (:func:`_leak`; unguided targets).
 2. **Fuse in time.** Each side is normalised by its own splat weight and the two are mixed with
    ``(1 - s) * weight_A`` and ``s * weight_B`` (``s = (t - a) / (b - a)``).
 3. **Resample** (``settings.resample``): the splat also carries each side's own motion to every
@@ -177,6 +179,10 @@ class InterpolationSettings:
         static_appearance: Also consider, per pixel, that the colour stays put on screen while
             the surface moves (reflections on a turning object), and use it where it explains
             the two keyframes clearly better than the vectors.
+        partial_coverage: Where the nearest surface's splat covers only part of a pixel (an
+            outline moving by a fraction of a pixel, or not with its surface: an object turning
+            in place), the surfaces behind show through the rest instead of being hidden by
+            the soft z-buffer; the depth stays the nearest surface's.
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
     """
 
@@ -189,6 +195,7 @@ class InterpolationSettings:
     guide_depth_tolerance: float = 0.05
     resample: Literal["bicubic", "spline", "bilinear", "splat"] = "bicubic"
     static_appearance: bool = True
+    partial_coverage: bool = True
     device: str = "auto"
 
 
@@ -477,6 +484,9 @@ class _Splat:
     wsum: torch.Tensor  # P soft-z weight sums
     cover: torch.Tensor  # P bilinear weight sums of front-surface samples
     scores: list[torch.Tensor]  # per corner, contribution score (for id selection)
+    # With partial coverage: the depth rows' sums over the nearest surface (plain soft z-buffer
+    # weights) and over what shows through behind it, with their weights (see _select_depth).
+    depth_parts: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
 
 def _splat_pair(
@@ -486,8 +496,16 @@ def _splat_pair(
     n: int,
     softness: float,
     keep_scores: bool,
-) -> tuple[_Splat, _Splat]:
-    """Soft z-buffered splat of both keyframes against one shared nearest depth."""
+    depth_rows: list[int],
+    partial: torch.Tensor,
+) -> tuple[_Splat, _Splat, torch.Tensor | None]:
+    """Soft z-buffered splat of both keyframes against one shared nearest depth.
+
+    For the targets flagged in ``partial`` (bool per target), surfaces behind the nearest one show
+    through the part of the pixel it does not cover (:func:`_leak`, returned as well; None when
+    no target is flagged); depths (``depth_rows`` of the
+    features) are never mixed across that: see :func:`_select_depth`.
+    """
     device = sources[0].features.device
     t = time_weights[0].shape[0]
     depths = [source.depth.repeat(t) if t > 1 else source.depth for source in sources]
@@ -500,6 +518,9 @@ def _splat_pair(
         # stay exactly zero below without a mask.
         side_zmin.append(torch.where(torch.isfinite(zside), zside, 1e30))
     zmin = torch.minimum(*side_zmin)
+    leak = None
+    if bool(partial.any()):
+        leak = _leak(depths, corners, zmin, n, softness).view(t, -1).mul_(partial[:, None]).view(-1)
     splats = []
     for source, z, cs, tw, zside in zip(sources, depths, corners, time_weights, side_zmin, strict=True):
         hw = source.depth.shape[0]
@@ -507,6 +528,11 @@ def _splat_pair(
         acc = torch.zeros(source.features.shape[0], n, device=device)
         wsum = torch.zeros(n, device=device)
         cover = torch.zeros(n, device=device)
+        if leak is not None:
+            k = len(depth_rows)
+            parts = (torch.zeros(k, n, device=device), torch.zeros(n, device=device),
+                     torch.zeros(k, n, device=device), torch.zeros(n, device=device))
+            zfeatures = features[depth_rows]
         scores = []
         tw_full = tw.repeat_interleave(hw) if keep_scores else None
         # Coverage: bilinear weight of this side's own front surface, near its own nearest depth
@@ -519,13 +545,67 @@ def _splat_pair(
             near = zmin[corner.index]
             rel = (z - near).clamp_min_(0).div_(near.mul_(softness))
             weight = rel.neg_().exp_().mul_(corner.weight)
+            if leak is not None:
+                through = (corner.weight - weight).mul_(leak[corner.index])
+                for (z_sum, w_sum), part in zip(((parts[0], parts[1]), (parts[2], parts[3])), (weight, through), strict=True):
+                    z_sum.index_add_(1, corner.index, zfeatures * part)
+                    w_sum.index_add_(0, corner.index, part)
+                weight = weight + through
             acc.index_add_(1, corner.index, features * weight)
             wsum.index_add_(0, corner.index, weight)
             if keep_scores:
                 scores.append(weight * tw_full)
+        if leak is not None:
+            acc[depth_rows] = _select_depth(*parts, leak) * wsum
         cover = torch.where(zside <= zmin * (1 + _HIDDEN_DEPTH), cover, 0.0)
-        splats.append(_Splat(acc=acc, wsum=wsum, cover=cover, scores=scores))
-    return splats[0], splats[1]
+        splats.append(_Splat(acc=acc, wsum=wsum, cover=cover, scores=scores, depth_parts=parts if leak is not None else None))
+    return splats[0], splats[1], leak
+
+
+def _select_depth(
+    front: torch.Tensor, front_w: torch.Tensor, behind: torch.Tensor, behind_w: torch.Tensor, leak: torch.Tensor
+) -> torch.Tensor:
+    """Depth of the surface that covers most of each pixel, never a mix of two surfaces.
+
+    ``front``/``behind`` are depth sums (rows x pixels, any layout with pixels last) over the
+    nearest surface and over what shows through the ``leak`` it leaves, ``front_w``/``behind_w``
+    their weights. The nearest surface's depth where it covers at least half the pixel (or
+    nothing shows through), else the depth behind it.
+    """
+    use_behind = (leak > 0.5) & (behind_w > _EPS)
+    return torch.where(use_behind, behind / behind_w.clamp_min(1e-30), front / front_w.clamp_min(1e-30))
+
+
+def _depth_rows(plan: _Plan) -> list[int]:
+    """Feature rows holding depths: the main depth and every depth-kind layer."""
+    return [plan.depth, *(i for name in plan.depths for i in range(plan.continuous[name].start, plan.continuous[name].stop))]
+
+
+def _leak(
+    depths: list[torch.Tensor], corners: tuple[list[_Corner], list[_Corner]], zmin: torch.Tensor, n: int, softness: float
+) -> torch.Tensor:
+    """Per padded target pixel, the share (0-1) that the nearest surface leaves uncovered.
+
+    The soft z-buffer gives the nearest surface at a pixel all the weight, however little of the
+    pixel its footprints cover. Where an outline moves by a fraction of a pixel, or does not
+    follow its surface's vectors at all (an object turning in place: its silhouette stays while
+    the surface at it slides along), a footprint grazing the pixel then replaces a background
+    that both keyframes see whole. The nearest surface's coverage is the larger of the two
+    sides' bilinear weight within ``_COVER_DEPTH`` softness of it (the larger, not the mean: a
+    side whose view of that surface is occluded must not let its background through), and
+    surfaces behind weigh ``w * (e + (1 - e) * leak)`` instead of ``w * e`` (``e`` the soft
+    z-buffer's factor). Behind a whole surface the leak is 0 and nothing changes; inside a
+    magnified surface, whose footprints sum to less than 1 between samples, nothing lands from
+    behind to leak through.
+    """
+    front_limit = zmin * (1 + _COVER_DEPTH * softness)
+    front = torch.zeros(n, device=zmin.device)
+    for z, cs in zip(depths, corners, strict=True):
+        side = torch.zeros(n, device=zmin.device)
+        for corner in cs:
+            side.index_add_(0, corner.index, corner.weight * (z <= front_limit[corner.index]))
+        front = torch.maximum(front, side)
+    return front.neg_().add_(1).clamp_(0, 1)
 
 
 def _select_ids(
@@ -1005,8 +1085,10 @@ def interpolate(
         scale_a = torch.tensor([float(t - a.frame) for t in targets], device=device)
         scale_b = torch.tensor([float(b.frame - t) for t in targets], device=device)
         corners = (_corners(src_a, scale_a, h, w, True), _corners(src_b, scale_b, h, w, True))
-        splat_a, splat_b = _splat_pair(
-            (src_a, src_b), corners, (1 - s, s), n, settings.depth_softness, keep_scores=bool(plan.ids)
+        splat_a, splat_b, leak = _splat_pair(
+            (src_a, src_b), corners, (1 - s, s), n, settings.depth_softness, keep_scores=bool(plan.ids),
+            depth_rows=_depth_rows(plan),
+            partial=torch.tensor([settings.partial_coverage and t not in guides for t in targets], device=device),
         )
         if plan.ids:
             ids, id_score = _select_ids((src_a, src_b), corners, (splat_a, splat_b), n, n_t)
@@ -1038,6 +1120,18 @@ def interpolate(
         # Each side normalised by its own weight, then mixed by (1 - s) * w_A and s * w_B.
         total = tw_a * wa + tw_b * wb
         fused = (acc_a * tw_a).add_(acc_b * tw_b).div_(total.clamp_min(1e-8))
+        if leak is not None:
+            # Depth across both sides: the surface covering most of the pixel (_select_depth).
+            rows = _depth_rows(plan)
+            parts = [
+                _crop(pa, n_t, h, w) * tw_a + _crop(pb, n_t, h, w) * tw_b
+                for pa, pb in zip(
+                    (p if p.dim() == 2 else p[None] for p in splat_a.depth_parts),
+                    (p if p.dim() == 2 else p[None] for p in splat_b.depth_parts),
+                    strict=True,
+                )
+            ]
+            fused[:, rows] = _select_depth(*parts, _crop(leak[None], n_t, h, w))
         fa = acc_a[:, plan.color] / wa.clamp_min(1e-8)
         fb = acc_b[:, plan.color] / wb.clamp_min(1e-8)
         del acc_a, acc_b
