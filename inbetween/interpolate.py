@@ -90,6 +90,9 @@ _HIDDEN_DEPTH = 0.3
 _STATIC_DEPTH = 0.02
 _STATIC_KEY_DEPTH = 0.005
 _STATIC_MARGIN = 0.05
+# A resampled side replaces the other side's plain splat where its own splat weight is above this
+# (a real footprint, not a neighbour's grazing corner).
+_SHARP_COVER = 0.25
 _REFINE_TOLERANCE = 0.1  # pixels: a refined displacement must be this stable (_refine_displacement)
 
 
@@ -651,7 +654,7 @@ def _resample_side(
     back: torch.Tensor,
     plan: _Plan,
     settings: InterpolationSettings,
-) -> None:
+) -> torch.Tensor:
     """Sharpen one side's splat in place: resample its keyframe where the splat says it came from.
 
     A bilinear splat is a bilinear resampling, twice over where footprints overlap: edges and
@@ -661,6 +664,9 @@ def _resample_side(
     sampled there (:class:`_Resampler`) and the result replaces the splat's colour and blended
     layers wherever the keyframe's depth there matches the splat's depth (the same surface, not
     one that covers it there) and every source pixel under the kernel is finite.
+
+    Returns:
+        How much of each target pixel (T,1,H,W, 0-1) was resampled.
     """
     side = acc / wsum.clamp_min(1e-8)
     velocity = side[:, plan.velocity]
@@ -674,6 +680,7 @@ def _resample_side(
     use = same * (probe[:, 3:4] < 1e-3) * inside * (wsum > _HOLE)
     current = side[:, channels]
     acc[:, channels] = (current + use * (sampled - current)) * wsum
+    return use
 
 
 def _refine_displacement(resampler: _Resampler, disp: torch.Tensor, back: torch.Tensor) -> torch.Tensor:
@@ -692,7 +699,8 @@ def _refine_displacement(resampler: _Resampler, disp: torch.Tensor, back: torch.
     refined = (probe[:, 1:3] * scale).permute(0, 2, 3, 1)
     probe, _ = _gather(resampler.probe, refined, "bilinear")
     again = (probe[:, 1:3] * scale).permute(0, 2, 3, 1)
-    converged = (again - refined).norm(dim=-1, keepdim=True) < _REFINE_TOLERANCE
+    step = again - refined
+    converged = (step[..., :1].square() + step[..., 1:].square()) < _REFINE_TOLERANCE**2
     return torch.where(converged, refined, disp)
 
 
@@ -1114,12 +1122,22 @@ def interpolate(
             if settings.resample != "splat" or guides
             else None
         )
+        mix_a, mix_b = tw_a, tw_b
         if settings.resample != "splat":
-            for resampler, acc, wsum, back in ((resamplers[0], acc_a, wa, -scale_a), (resamplers[1], acc_b, wb, scale_b)):
+            use_a, use_b = (
                 _resample_side(resampler, acc, wsum, back, plan, settings)
+                for resampler, acc, wsum, back in ((resamplers[0], acc_a, wa, -scale_a), (resamplers[1], acc_b, wb, scale_b))
+            )
+            # A side that could not be resampled at a pixel (its sampling point lies outside its
+            # frame, or on another surface) is only a bilinear splat there: half a pixel soft, and
+            # at a frame border it is the border row pushed in, a fraction of a pixel off. Where
+            # the other side was resampled over a real footprint, it drops out of the mix.
+            # (Each side's own prediction, for the agreement below, keeps it.)
+            mix_a = tw_a * (1 - (1 - use_a) * use_b * (wb > _SHARP_COVER))
+            mix_b = tw_b * (1 - (1 - use_b) * use_a * (wa > _SHARP_COVER))
         # Each side normalised by its own weight, then mixed by (1 - s) * w_A and s * w_B.
-        total = tw_a * wa + tw_b * wb
-        fused = (acc_a * tw_a).add_(acc_b * tw_b).div_(total.clamp_min(1e-8))
+        total = mix_a * wa + mix_b * wb
+        fused = (acc_a * mix_a).add_(acc_b * mix_b).div_(total.clamp_min(1e-8))
         if leak is not None:
             # Depth across both sides: the surface covering most of the pixel (_select_depth).
             rows = _depth_rows(plan)
