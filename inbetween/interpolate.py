@@ -93,6 +93,9 @@ _STATIC_MARGIN = 0.05
 # A resampled side replaces the other side's plain splat where its own splat weight is above this
 # (a real footprint, not a neighbour's grazing corner).
 _SHARP_COVER = 0.25
+# A warp whose surroundings hold this share more pixels unlike the guide's geometry than the other
+# warp's has no weight (linear fade in between; _shading_context).
+_CONTEXT_MARGIN = 0.1
 _REFINE_TOLERANCE = 0.1  # pixels: a refined displacement must be this stable (_refine_displacement)
 
 
@@ -186,6 +189,10 @@ class InterpolationSettings:
             outline moving by a fraction of a pixel, or not with its surface: an object turning
             in place), the surfaces behind show through the rest instead of being hidden by
             the soft z-buffer; the depth stays the nearest surface's.
+        shading_context: Guided mode: a keyframe's colour counts less where the geometry
+            around the pixel (within this share of the shorter image side) differs from the
+            guide's, as where a moving object's shadow or reflection stays behind on the floor
+            it left. 0 switches it off.
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
     """
 
@@ -199,6 +206,7 @@ class InterpolationSettings:
     resample: Literal["bicubic", "spline", "bilinear", "splat"] = "bicubic"
     static_appearance: bool = True
     partial_coverage: bool = True
+    shading_context: float = 0.1
     device: str = "auto"
 
 
@@ -1321,8 +1329,16 @@ def _guide(
         warped.append((sampled, vis, (~inside).float(), z, valid))
     (warp_a, wvis_a, outside_a, z_a, valid_a), (warp_b, wvis_b, outside_b, z_b, valid_b) = warped
     tw_a, tw_b = (1 - s)[:, None, None, None], s[:, None, None, None]
-    w_warp = tw_a * wvis_a + tw_b * wvis_b
-    warp = (tw_a * wvis_a * warp_a + tw_b * wvis_b * warp_b) / w_warp.clamp_min(1e-8)
+    # When the camera dollies, a surface's depth changes a lot between frames; then the depths
+    # both warps bring, interpolated in time, still match the guide's.
+    z_lerp = (1 - s)[:, None, None, None] * z_a + s[:, None, None, None] * z_b
+    pair_ok = torch.where(valid_a & valid_b, torch.exp(-(z_lerp - z_guide).abs() / (tol * z_guide)), 0.0)
+    mix_a, mix_b = tw_a * wvis_a, tw_b * wvis_b
+    if settings.shading_context > 0:
+        context_a, context_b = _shading_context((z_a, z_b), (valid_a, valid_b), z_guide, pair_ok, tol, settings.shading_context)
+        mix_a, mix_b = mix_a * context_a, mix_b * context_b
+    w_warp = mix_a + mix_b
+    warp = (mix_a * warp_a + mix_b * warp_b) / w_warp.clamp_min(1e-8)
     z_splat = fused[:, plan.depth : plan.depth + 1]
     splat_ok = torch.where(covered, torch.exp(-(z_splat - z_guide).abs() / (tol * z_guide)), 0.0)
     w_splat = total.clamp(0, 1) * splat_ok
@@ -1332,10 +1348,6 @@ def _guide(
     # For confidence, depth is checked 3x more loosely than for blending: a surface's depth
     # changes between frames when the camera moves or turns, and that is no sign of a wrong surface.
     (cov_a, tol_a), (cov_b, tol_b) = coverage_a, coverage_b
-    # When the camera dollies, a surface's depth changes a lot between frames; then the depths
-    # both warps bring, interpolated in time, still match the guide's.
-    z_lerp = (1 - s)[:, None, None, None] * z_a + s[:, None, None, None] * z_b
-    pair_ok = torch.where(valid_a & valid_b, torch.exp(-(z_lerp - z_guide).abs() / (tol * z_guide)), 0.0)
     loose_ok, loose_a, loose_b = (x.pow(1 / 3) for x in (splat_ok, torch.maximum(wvis_a, pair_ok), torch.maximum(wvis_b, pair_ok)))
     g_vis_a = torch.maximum(tol_a * loose_ok, loose_a)
     g_vis_b = torch.maximum(tol_b * loose_ok, loose_b)
@@ -1364,6 +1376,56 @@ def _guide(
         has_color & pick,
         torch.where(pick, g_difference, difference),
     )
+
+
+def _shading_context(
+    depths: tuple[torch.Tensor, torch.Tensor],
+    valid: tuple[torch.Tensor, torch.Tensor],
+    z_guide: torch.Tensor,
+    pair_ok: torch.Tensor,
+    tol: float,
+    share: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Guided mode: how far each warped keyframe's surroundings hold the target's geometry.
+
+    A moving object's contact shadow, its reflection in a glossy floor and its bounce light
+    stay behind on the surfaces it left: the floor where a pillar stood in keyframe A still
+    shows them in A, while B, and the target, do not. Both warps see the floor there (its
+    depth matches the guide's), so mixed they leave a half-strength ghost. But around that
+    pixel A's geometry differs from the guide's (the pillar), B's does not. Per side, the
+    share of pixels matching the guide's depth (or, under a dolly, matching once both sides
+    are interpolated in time) is averaged over a window ``share`` x the shorter image side.
+    A side whose share is ``_CONTEXT_MARGIN`` below the other's drops out, fading linearly in
+    between; where both surroundings match (almost everywhere) nothing changes.
+
+    Returns:
+        Each side's weight factor (T,1,H,W), 0-1; the better side's is 1.
+    """
+    h, w = z_guide.shape[-2:]
+    size = max(3, 2 * round(share * min(h, w) / 2) + 1)
+    context = [
+        _box_mean(torch.where(ok, torch.maximum(torch.exp(-(z - z_guide).abs() / (tol * z_guide)), pair_ok), 0.0), size)
+        for z, ok in zip(depths, valid, strict=True)
+    ]
+    best = torch.maximum(*context).clamp_min(1e-6)
+    return tuple(((c - best) / _CONTEXT_MARGIN + 1).clamp(0, 1) for c in context)
+
+
+def _box_mean(image: torch.Tensor, size: int) -> torch.Tensor:
+    """Mean of (N,1,H,W) over ``size`` x ``size`` windows centred on each pixel (clipped at the
+    border), from summed-area tables: the cost does not grow with the window."""
+    r = size // 2
+
+    def along(x: torch.Tensor, dim: int) -> torch.Tensor:
+        n = x.shape[dim]
+        c = F.pad(torch.cumsum(x.double(), dim=dim), (1, 0) if dim == 3 else (0, 0, 1, 0))
+        idx = torch.arange(n, device=x.device)
+        hi, lo = (idx + r + 1).clamp(max=n), (idx - r).clamp(min=0)
+        return (c.index_select(dim, hi) - c.index_select(dim, lo)) / (hi - lo).to(c.dtype).view(
+            *(n if d == dim else 1 for d in range(4))
+        )
+
+    return along(along(image, 3), 2).float()
 
 
 def _apply_guide_passes(out, to_prev, to_next, ids_img, targets, guides, plan, src_a, src_b, s, settings, device, h, w, a_frame, b_frame):  # noqa: ANN001, ANN202, PLR0913, E501
