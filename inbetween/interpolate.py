@@ -514,8 +514,8 @@ def _splat_pair(
 
     For the targets flagged in ``partial`` (bool per target), surfaces behind the nearest one show
     through the part of the pixel it does not cover (:func:`_leak`, returned as well; None when
-    no target is flagged); depths (``depth_rows`` of the
-    features) are never mixed across that: see :func:`_select_depth`.
+    no target is flagged). Depths (``depth_rows`` of the features) are never mixed across that:
+    see :func:`_select_depth`.
     """
     device = sources[0].features.device
     t = time_weights[0].shape[0]
@@ -1150,12 +1150,8 @@ def interpolate(
             # Depth across both sides: the surface covering most of the pixel (_select_depth).
             rows = _depth_rows(plan)
             parts = [
-                _crop(pa, n_t, h, w) * tw_a + _crop(pb, n_t, h, w) * tw_b
-                for pa, pb in zip(
-                    (p if p.dim() == 2 else p[None] for p in splat_a.depth_parts),
-                    (p if p.dim() == 2 else p[None] for p in splat_b.depth_parts),
-                    strict=True,
-                )
+                _crop(pa.view(-1, n), n_t, h, w) * tw_a + _crop(pb.view(-1, n), n_t, h, w) * tw_b
+                for pa, pb in zip(splat_a.depth_parts, splat_b.depth_parts, strict=True)
             ]
             fused[:, rows] = _select_depth(*parts, _crop(leak[None], n_t, h, w))
         fa = acc_a[:, plan.color] / wa.clamp_min(1e-8)

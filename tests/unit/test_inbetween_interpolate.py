@@ -303,9 +303,12 @@ def test_an_outline_grazing_a_background_pixel_covers_only_its_share(speed):
     for axis, shift in ((0, 1), (0, -1), (1, 1), (1, -1), (0, 2), (0, -2), (1, 2), (1, -2)):
         grown |= np.roll(box, shift, axis=axis)
     ring = grown & ~box
-    keys = keyframe(0, frames[0]), keyframe(2, frames[2])
+    keys = tuple(
+        replace(keyframe(t, frames[t]), layers={"Z": Layer(frames[t]["depth"][..., None].copy(), "depth")}) for t in (0, 2)
+    )
     full = interpolate(*keys, [1], settings=replace(CPU, partial_coverage=False))[0]
     partial = interpolate(*keys, [1], settings=CPU)[0]
+    np.testing.assert_allclose(partial.layers["Z"][..., 0], partial.depth, rtol=1e-5)  # depth layers alike
     before, after = psnr(frames[1]["color"], full.color, ring), psnr(frames[1]["color"], partial.color, ring)
     assert before < 28
     assert after > before + 8, (before, after)
