@@ -558,9 +558,10 @@ def _splat_pair(
             weight = rel.neg_().exp_().mul_(corner.weight)
             if leak is not None:
                 through = (corner.weight - weight).mul_(leak[corner.index])
-                for (z_sum, w_sum), part in zip(((parts[0], parts[1]), (parts[2], parts[3])), (weight, through), strict=True):
-                    z_sum.index_add_(1, corner.index, zfeatures * part)
-                    w_sum.index_add_(0, corner.index, part)
+                parts[0].index_add_(1, corner.index, zfeatures * weight)
+                parts[1].index_add_(0, corner.index, weight)
+                parts[2].index_add_(1, corner.index, zfeatures * through)
+                parts[3].index_add_(0, corner.index, through)
                 weight = weight + through
             acc.index_add_(1, corner.index, features * weight)
             wsum.index_add_(0, corner.index, weight)
@@ -1101,9 +1102,10 @@ def interpolate(
         scale_a = torch.tensor([float(t - a.frame) for t in targets], device=device)
         scale_b = torch.tensor([float(b.frame - t) for t in targets], device=device)
         corners = (_corners(src_a, scale_a, h, w, True), _corners(src_b, scale_b, h, w, True))
+        depth_rows = _depth_rows(plan)
         splat_a, splat_b, leak = _splat_pair(
             (src_a, src_b), corners, (1 - s, s), n, settings.depth_softness, keep_scores=bool(plan.ids),
-            depth_rows=_depth_rows(plan),
+            depth_rows=depth_rows,
             partial=torch.tensor([settings.partial_coverage and t not in guides for t in targets], device=device),
         )
         if plan.ids:
@@ -1148,12 +1150,11 @@ def interpolate(
         fused = (acc_a * mix_a).add_(acc_b * mix_b).div_(total.clamp_min(1e-8))
         if leak is not None:
             # Depth across both sides: the surface covering most of the pixel (_select_depth).
-            rows = _depth_rows(plan)
             parts = [
                 _crop(pa.view(-1, n), n_t, h, w) * tw_a + _crop(pb.view(-1, n), n_t, h, w) * tw_b
                 for pa, pb in zip(splat_a.depth_parts, splat_b.depth_parts, strict=True)
             ]
-            fused[:, rows] = _select_depth(*parts, _crop(leak[None], n_t, h, w))
+            fused[:, depth_rows] = _select_depth(*parts, _crop(leak[None], n_t, h, w))
         fa = acc_a[:, plan.color] / wa.clamp_min(1e-8)
         fb = acc_b[:, plan.color] / wb.clamp_min(1e-8)
         del acc_a, acc_b
