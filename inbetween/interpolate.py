@@ -58,7 +58,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Literal
 
@@ -96,6 +96,9 @@ _SHARP_COVER = 0.25
 # A warp whose surroundings hold this share more pixels unlike the guide's geometry than the other
 # warp's has no weight (linear fade in between; _shading_context).
 _CONTEXT_MARGIN = 0.1
+# A surface's depth at both ends of its path may differ by this share (camera moves) and still count
+# as the same surface for its acceleration (_with_acceleration).
+_ACCEL_DEPTH = 0.15
 _REFINE_TOLERANCE = 0.1  # pixels: a refined displacement must be this stable (_refine_displacement)
 
 
@@ -193,6 +196,9 @@ class InterpolationSettings:
             around the pixel (within this share of the shorter image side) differs from the
             guide's, as where a moving object's shadow or reflection stays behind on the floor
             it left. 0 switches it off.
+        acceleration: At a keyframe step above 2, move each surface on a path of constant
+            acceleration that starts with its vector in one keyframe and ends with its vector
+            in the other (eased animation), instead of at constant velocity.
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
     """
 
@@ -207,6 +213,7 @@ class InterpolationSettings:
     static_appearance: bool = True
     partial_coverage: bool = True
     shading_context: float = 0.1
+    acceleration: bool = True
     device: str = "auto"
 
 
@@ -394,6 +401,10 @@ class _Source:
     depth: torch.Tensor
     valid: torch.Tensor
     splat_vector: torch.Tensor  # HW x 2, displacement per frame towards the targets
+    # HW x 2, per frame squared (see _acceleration): k frames away the surface has moved by
+    # k * splat_vector + k * (k - 1) * accel. None: constant velocity (a step of 2 or less).
+    accel: torch.Tensor | None = None
+    forward: bool = True  # keyframe A (splats forward in time) or B
 
 
 def _tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -420,14 +431,63 @@ def _source(key: Keyframe, plan: _Plan, forward: bool, step: int, device: torch.
     if bool(valid.all()):
         # The common case: no copies of clean inputs.
         return _Source(features=features, ids=id_tensor, depth=depth.clamp_min(1e-6), valid=valid,
-                       splat_vector=splat_vector)
+                       splat_vector=splat_vector, forward=forward)
     return _Source(
         features=torch.where(valid[None, :], features, 0.0),
         ids=torch.where(valid[:, None], id_tensor, 0.0),
         depth=torch.where(valid, depth, 1.0).clamp_min(1e-6),
         valid=valid,
         splat_vector=torch.where(torch.isfinite(splat_vector), splat_vector, 0.0),
+        forward=forward,
     )
+
+
+def _with_acceleration(own: _Source, other: _Source, step: int, h: int, w: int) -> _Source:
+    """``own`` with its per-pixel acceleration towards ``other``, the keyframe ``step`` frames
+    away (:func:`_path_acceleration`); unchanged for a step of 2 or less, where every target is
+    one frame from each keyframe."""
+    if step <= 2:
+        return own
+    image = torch.cat([other.splat_vector.t(), other.depth[None], (~other.valid).float()[None]]).view(1, 4, h, w)
+    accel = _path_acceleration(
+        own.splat_vector.view(1, h, w, 2), torch.tensor([float(step)], device=image.device), image,
+        own.depth.view(1, h, w), own.valid.view(1, h, w),
+    )
+    return replace(own, accel=accel.reshape(-1, 2))
+
+
+def _path_acceleration(
+    first: torch.Tensor, frames: torch.Tensor, other: torch.Tensor, depth: torch.Tensor, valid: torch.Tensor
+) -> torch.Tensor:
+    """Per pixel, the acceleration of a surface's path to a keyframe ``frames`` away.
+
+    A Vector pass holds each surface's displacement to the neighbouring frames, exact for one
+    frame. Farther than that, constant velocity is a guess, and animation rarely keeps it:
+    Blender's default keyframe interpolation eases in and out, so a pan at 4-5 px/frame puts a
+    target two frames from a keyframe half a pixel off, and every edge shows it. One end of the
+    path gives its first step ``v`` (``first``, T,H,W,2); the keyframe at the other end gives
+    its last, ``u`` (``other``: 1,4,H,W holding that keyframe's vectors pointing back, depth
+    and invalidity), read where the path ends. The path of constant acceleration
+    ``x(k) = k * v + k * (k - 1) * c`` that ends with ``u`` has ``c = -(u + v) / (2 * n - 2)``
+    (``n = frames``, per target); the end is found again with ``c`` once. Where the end is
+    outside the other keyframe, on a surface more than ``_ACCEL_DEPTH`` away in depth
+    (``depth``: T,H,W, of this end), or ``u`` and ``v`` differ by more than half the larger (a
+    different surface: an occlusion), or ``n`` is 1, ``c`` is 0: constant velocity.
+    """
+    n = frames[:, None, None, None]
+    accel = torch.zeros_like(first)
+    for _ in range(2):
+        probe, inside = _gather(other, n * first + n * (n - 1) * accel, "bilinear")
+        last = probe[:, :2].permute(0, 2, 3, 1)
+        accel = -(last + first) / (2 * n - 2).clamp_min(1)
+    mismatch = (last + first).square().sum(dim=-1)
+    larger = torch.maximum(last.square().sum(dim=-1), first.square().sum(dim=-1))
+    ok = (
+        inside[:, 0] & (probe[:, 3] < 1e-3) & valid & (n[..., 0] > 1)
+        & ((probe[:, 2] - depth).abs() <= _ACCEL_DEPTH * depth)
+        & (mismatch <= 0.25 * larger)
+    )
+    return torch.where(ok[..., None], accel, 0.0)
 
 
 # --- splatting -----------------------------------------------------------------------------------
@@ -440,7 +500,8 @@ class _Corner:
 
 
 def _corners(source: _Source, scale: torch.Tensor, h: int, w: int, use_valid: bool) -> list[_Corner]:
-    """Bilinear footprints of every source pixel moved by ``scale[t] * splat_vector``.
+    """Bilinear footprints of every source pixel moved by ``scale[t] * splat_vector`` (plus
+    ``scale[t] * (scale[t] - 1) * accel`` where the source has an acceleration).
 
     Targets are padded by a border ring (see :func:`_padded`): positions are clamped into
     ``[-1, w] x [-1, h]`` first, so every footprint lies in the padded frame and anything
@@ -452,12 +513,17 @@ def _corners(source: _Source, scale: torch.Tensor, h: int, w: int, use_valid: bo
     t = scale.shape[0]
     x = torch.arange(w, device=device, dtype=torch.float32).repeat(h)
     y = torch.arange(h, device=device, dtype=torch.float32).repeat_interleave(w)
+    vector = source.splat_vector
     if t == 1:
-        x = torch.addcmul(x, source.splat_vector[:, 0], scale[0])
-        y = torch.addcmul(y, source.splat_vector[:, 1], scale[0])
+        if source.accel is not None:
+            vector = torch.addcmul(vector, source.accel, scale[0] - 1)
+        x = torch.addcmul(x, vector[:, 0], scale[0])
+        y = torch.addcmul(y, vector[:, 1], scale[0])
     else:
-        x = (x[None, :] + scale[:, None] * source.splat_vector[None, :, 0]).reshape(-1)
-        y = (y[None, :] + scale[:, None] * source.splat_vector[None, :, 1]).reshape(-1)
+        k = scale[:, None, None]
+        moved = k * vector[None] if source.accel is None else k * (vector[None] + (k - 1) * source.accel[None])
+        x = (x[None, :] + moved[..., 0]).reshape(-1)
+        y = (y[None, :] + moved[..., 1]).reshape(-1)
     x, y = x.clamp_(-1, w), y.clamp_(-1, h)
     x0, y0 = torch.floor(x), torch.floor(y)
     fx, fy = x.sub_(x0), y.sub_(y0)
@@ -704,10 +770,16 @@ def _refine_displacement(resampler: _Resampler, disp: torch.Tensor, back: torch.
     (the point is at a motion boundary) the splat's displacement stays.
     """
     scale = back[:, None, None, None]
+    frames = scale.abs() - 1  # with an acceleration, the velocity over k frames is v + (k - 1) * a
+
+    def along(probe: torch.Tensor) -> torch.Tensor:
+        velocity = probe[:, 1:3] if probe.shape[1] == 4 else probe[:, 1:3] + frames * probe[:, 4:6]
+        return (velocity * scale).permute(0, 2, 3, 1)
+
     probe, _ = _gather(resampler.probe, disp, "bilinear")
-    refined = (probe[:, 1:3] * scale).permute(0, 2, 3, 1)
+    refined = along(probe)
     probe, _ = _gather(resampler.probe, refined, "bilinear")
-    again = (probe[:, 1:3] * scale).permute(0, 2, 3, 1)
+    again = along(probe)
     step = again - refined
     converged = (step[..., :1].square() + step[..., 1:].square()) < _REFINE_TOLERANCE**2
     return torch.where(converged, refined, disp)
@@ -974,7 +1046,12 @@ def _resampler(source: _Source, plan: _Plan, mode: str, h: int, w: int) -> _Resa
         mode = "bicubic"  # too small for the spline's prefilter
     footprint = invalid if clean or mode == "bilinear" else F.max_pool2d(invalid, 3, stride=1, padding=1)
     velocity = source.features[plan.velocity].view(1, 2, h, w)
-    probe = torch.cat([source.depth.view(1, 1, h, w), velocity, footprint], dim=1)
+    parts = [source.depth.view(1, 1, h, w), velocity, footprint]
+    if source.accel is not None:
+        # In the velocity's direction (forward in time), as the refinement reads it.
+        sign = 1.0 if source.forward else -1.0
+        parts.append((source.accel * sign).t().reshape(1, 2, h, w))
+    probe = torch.cat(parts, dim=1)
     coefficients = bounds = unsafe = None
     if mode != "bilinear":
         padded = F.pad(image, (0, 1, 0, 1), mode="replicate")
@@ -1098,6 +1175,8 @@ def interpolate(
     with torch.no_grad():
         src_a = _source(a, plan, forward=True, step=step, device=device)
         src_b = _source(b, plan, forward=False, step=step, device=device)
+        if settings.acceleration:
+            src_a, src_b = _with_acceleration(src_a, src_b, step, h, w), _with_acceleration(src_b, src_a, step, h, w)
         s = torch.tensor([(t - a.frame) / step for t in targets], device=device, dtype=torch.float32)
         scale_a = torch.tensor([float(t - a.frame) for t in targets], device=device)
         scale_b = torch.tensor([float(b.frame - t) for t in targets], device=device)
@@ -1312,6 +1391,19 @@ def _guide(
     guide_color = torch.stack(g_color).permute(0, 3, 1, 2)
     has_color = torch.tensor(has_color, device=device)[:, None, None, None]
     is_guided = torch.tensor(is_guided, device=device)[:, None, None, None]
+    if settings.acceleration:
+        # Targets two or more frames from a keyframe: the guide's one-frame vector starts the
+        # path, the keyframe's vector where it lands ends it (_path_acceleration).
+        for i, (disp, resampler, sign) in enumerate(((disp_a, resamplers[0], 1.0), (disp_b, resamplers[1], -1.0))):
+            frames = torch.tensor([float(t - a.frame if i == 0 else b.frame - t) for t in targets], device=device)
+            if not bool((frames > 1).any()):
+                continue
+            probe = resampler.probe[:, :4]
+            other = torch.cat([probe[:, 1:3] * sign, probe[:, :1], probe[:, 3:4]], dim=1)
+            k = frames[:, None, None, None]
+            first = disp / k
+            accel = _path_acceleration(first, frames, other, z_guide[:, 0], torch.isfinite(first).all(dim=-1))
+            disp += k * (k - 1) * accel
 
     warped = []
     for resampler, disp in zip(resamplers, (disp_a, disp_b), strict=True):

@@ -640,3 +640,36 @@ def test_a_shadow_left_behind_by_a_moving_object_is_taken_from_the_keyframe_with
     truth = frames[1]["color"]
     assert psnr(truth, out.color, left_behind) > psnr(truth, mixed.color, left_behind) + 2.5  # 25 against 22 dB
     assert psnr(truth, out.color) > psnr(truth, mixed.color) - 0.5
+
+
+def _eased(t: int, size: tuple[int, int] = (32, 64)) -> dict[str, np.ndarray]:
+    """Stripes panning with ease-in, ``x(t) = 1.5 t + 0.5 t^2`` px, with the exact one-frame
+    vectors a renderer writes (2 px to the next frame at t = 0, 4 px at t = 2)."""
+    def offset(f: int) -> float:
+        return 1.5 * f + 0.5 * f * f
+
+    frame = render(t, [], size=size)
+    xs = np.mgrid[0 : size[0], 0 : size[1]][1].astype(np.float32)
+    stripes = 0.5 + 0.45 * np.sin((xs - offset(t)) * 0.8)
+    frame["color"][..., :3] = np.stack([stripes, 0.8 * stripes, 0.3 + 0.4 * stripes], -1)
+    frame["to_next"][..., 0] = offset(t + 1) - offset(t)
+    frame["to_prev"][..., 0] = offset(t - 1) - offset(t)
+    return frame
+
+
+@pytest.mark.parametrize("guided", [False, True])
+def test_eased_motion_follows_a_path_of_constant_acceleration(guided):
+    """Keyframes 3 frames apart: constant velocity from each keyframe's one-frame vector puts
+    the stripes 1-2 px off (17-21 dB); the path that starts with one keyframe's vector and ends
+    with the other's (or the guide's and the keyframe's) is exact here."""
+    frames = {t: _eased(t) for t in range(4)}
+    keys = keyframe(0, frames[0]), keyframe(3, frames[3])
+    guides = {t: guide(frames[t]) for t in (1, 2)} if guided else None
+    inner = (slice(None), slice(8, -8))  # what enters at the sides is seen by one keyframe
+    eased = interpolate(*keys, [1, 2], guides=guides, settings=CPU)
+    steady = interpolate(*keys, [1, 2], guides=guides, settings=replace(CPU, acceleration=False))
+    for out, old in zip(eased, steady, strict=True):
+        truth = frames[out.frame]["color"][inner]
+        assert psnr(truth, old.color[inner]) < 25
+        assert psnr(truth, out.color[inner]) > 60
+        assert out.score > old.score
