@@ -5,7 +5,9 @@ Unlike colour-only optical flow, a renderer gives exact per-pixel motion (the Ve
 not by guessing their motion:
 
 1. **Forward splat.** Keyframe A is splatted to each target ``t`` along ``(t - a) * A.to_next``
-   and keyframe B along ``(b - t) * B.to_prev`` (constant velocity; exact for one frame).
+   and keyframe B along ``(b - t) * B.to_prev`` (constant velocity; exact for one frame; at a
+   step above 2, a path of constant acceleration that ends with the other keyframe's vector,
+   :func:`_path_acceleration`).
    Every source pixel lands bilinearly on four target pixels (``index_add_``). Overlaps are
    resolved by a **soft z-buffer over both keyframes together**: ``zmin`` per target pixel is
    the nearest depth any contribution brings (``scatter_reduce(amin)``), and each contribution is
