@@ -403,7 +403,7 @@ class _Source:
     depth: torch.Tensor
     valid: torch.Tensor
     splat_vector: torch.Tensor  # HW x 2, displacement per frame towards the targets
-    # HW x 2, per frame squared (see _acceleration): k frames away the surface has moved by
+    # HW x 2, per frame squared (see _path_acceleration): k frames away the surface has moved by
     # k * splat_vector + k * (k - 1) * accel. None: constant velocity (a step of 2 or less).
     accel: torch.Tensor | None = None
     forward: bool = True  # keyframe A (splats forward in time) or B
@@ -473,8 +473,9 @@ def _path_acceleration(
     ``x(k) = k * v + k * (k - 1) * c`` that ends with ``u`` has ``c = -(u + v) / (2 * n - 2)``
     (``n = frames``, per target); the end is found again with ``c`` once. Where the end is
     outside the other keyframe, on a surface more than ``_ACCEL_DEPTH`` away in depth
-    (``depth``: T,H,W, of this end), or ``u`` and ``v`` differ by more than half the larger (a
-    different surface: an occlusion), or ``n`` is 1, ``c`` is 0: constant velocity.
+    (``depth``: T,H,W, of this end), or ``u`` and ``-v`` differ by more than half the larger
+    of the two (a different surface: an occlusion), or ``n`` is 1, ``c`` is 0: constant
+    velocity.
     """
     n = frames[:, None, None, None]
     accel = torch.zeros_like(first)
