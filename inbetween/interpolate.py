@@ -231,7 +231,8 @@ class Interpolated:
         to_next: ``HxWx2`` displacement to the next frame.
         layers: Same names and channels as the keyframe layers.
         confidence: ``HxW`` in [0, 1].
-        score: Share of pixels with confidence >= the threshold, in [0, 1].
+        score: Frame score in [0, 1]: 1 - the worst windowed mean of ``1 - confidence``
+            (see the module docstring).
         stats: ``coverage`` (share seen by at least one keyframe), ``disoccluded`` (seen by one
             only), ``holes`` (by none), ``disagreement`` (mean tone-mapped difference where two
             predictions exist), ``max_motion_px``, ``invalid_sources`` (non-finite source
@@ -732,7 +733,7 @@ def _resample_side(
     back: torch.Tensor,
     plan: _Plan,
     settings: InterpolationSettings,
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Sharpen one side's splat in place: resample its keyframe where the splat says it came from.
 
     A bilinear splat is a bilinear resampling, twice over where footprints overlap: edges and
@@ -744,7 +745,9 @@ def _resample_side(
     one that covers it there) and every source pixel under the kernel is finite.
 
     Returns:
-        How much of each target pixel (T,1,H,W, 0-1) was resampled.
+        How much of each target pixel (T,1,H,W, 0-1) was resampled, and, on eased paths, half
+        the surface's per-frame change of velocity there (T,2,H,W: ``to_next`` is the velocity
+        plus it, ``to_prev`` minus the velocity minus it; None at constant velocity).
     """
     side = acc / wsum.clamp_min(1e-8)
     velocity = side[:, plan.velocity]
@@ -758,7 +761,18 @@ def _resample_side(
     use = same * (probe[:, 3:4] < 1e-3) * inside * (wsum > _HOLE)
     current = side[:, channels]
     acc[:, channels] = (current + use * (sampled - current)) * wsum
-    return use
+    if probe.shape[1] == 4:
+        return use, None
+    # On an eased path the surface's velocity at the target is not the keyframe's: over the two
+    # frames around it, v + (2k - 1) * a, k frames from the keyframe, with v and a as the probe
+    # holds them (forward in time; _path_acceleration). The one-frame steps either side of the
+    # target differ from that by the path's c, which is a for A and -a for B (its path runs
+    # backwards in time, and a second difference keeps its sign).
+    k = back.abs()[:, None, None, None]
+    current = side[:, plan.velocity]
+    moving = probe[:, 1:3] + (2 * k - 1) * probe[:, 4:6]
+    acc[:, plan.velocity] = (current + use * (moving - current)) * wsum
+    return use, use * probe[:, 4:6] * -back.sign()[:, None, None, None]
 
 
 def _refine_displacement(resampler: _Resampler, disp: torch.Tensor, back: torch.Tensor) -> torch.Tensor:
@@ -1215,8 +1229,9 @@ def interpolate(
             else None
         )
         mix_a, mix_b = tw_a, tw_b
+        accel = accel_a = accel_b = None
         if settings.resample != "splat":
-            use_a, use_b = (
+            (use_a, accel_a), (use_b, accel_b) = (
                 _resample_side(resampler, acc, wsum, back, plan, settings)
                 for resampler, acc, wsum, back in ((resamplers[0], acc_a, wa, -scale_a), (resamplers[1], acc_b, wb, scale_b))
             )
@@ -1230,6 +1245,8 @@ def interpolate(
         # Each side normalised by its own weight, then mixed by (1 - s) * w_A and s * w_B.
         total = mix_a * wa + mix_b * wb
         fused = (acc_a * mix_a).add_(acc_b * mix_b).div_(total.clamp_min(1e-8))
+        if accel_a is not None and accel_b is not None:
+            accel = (accel_a * (mix_a * wa)).add_(accel_b * (mix_b * wb)).div_(total.clamp_min(1e-8))
         if leak is not None:
             # Depth across both sides: the surface covering most of the pixel (_select_depth).
             parts = [
@@ -1293,6 +1310,10 @@ def interpolate(
         velocity = out[:, plan.velocity]
         step_motion = torch.hypot(velocity[:, 0:1], velocity[:, 1:2]).mul_(step)
         to_next, to_prev = velocity.clone(), -velocity
+        if accel is not None:
+            # An eased path's one-frame steps either side of the target differ by its acceleration.
+            to_next += accel
+            to_prev += accel
         ids_img = torch.zeros(n_t, 0, h, w, device=device)
         if plan.ids:
             ids_img = _crop(ids.t(), n_t, h, w)

@@ -673,3 +673,8 @@ def test_eased_motion_follows_a_path_of_constant_acceleration(guided):
         assert psnr(truth, old.color[inner]) < 25
         assert psnr(truth, out.color[inner]) > 60
         assert out.score > old.score
+        if not guided:  # the frame's own vectors, re-derived on the path (guided ones are the guide's)
+            for name in ("to_next", "to_prev"):
+                expected = frames[out.frame][name][inner]
+                assert np.abs(getattr(old, name)[inner] - expected).max() > 0.3  # 2 -> 3 px, 3 -> 4 px
+                np.testing.assert_allclose(getattr(out, name)[inner], expected, atol=1e-3)
