@@ -2,8 +2,9 @@
 
 For each test sequence (farmplug.render.sequences) every frame is rendered at full settings with
 depth, motion, albedo and normal (cached in --out). For each keyframe step, every frame between
-two keyframes is interpolated by farmplug (unguided, and guided by the target's own depth and
-vectors), by a crossfade and by DIS optical flow, and scored against the real render with mean
+two keyframes is interpolated by farmplug (unguided, and guided by a cheap render of the target's
+depth and vectors at --guide-samples, as the plan's guide task renders it), by a crossfade and by
+DIS optical flow, and scored against the real render with mean
 HDR-FLIP and PSNR. The references are rendered cleanly (1024 spp and Cycles' OIDN denoiser,
 switched on for these renders only). A second render of one frame with another seed gives the
 render-noise floor: no interpolation can score much better than that against its reference.
@@ -13,6 +14,7 @@ Each farmplug frame's score is listed beside its measured error, and frames scor
 
     .venv/bin/python bench/inbetween.py --out /tmp/bench-inbetween [--sequences all] [--steps 2,3]
         [--resolution 160x90] [--samples 1024] [--frames 9] [--frames-used N] [--threshold 0.5] [--no-denoise]
+        [--guide-samples 2]
 
 --frames-used renders and judges only the first N frames of each sequence (the motion stays
 that of the --frames long shot): a cheaper run at higher resolutions.
@@ -120,8 +122,9 @@ def noise_frame(frames_used: int) -> int:
     return (1 + frames_used) // 2
 
 
-def render_sequence(name: str, folder: Path, args: argparse.Namespace) -> tuple[str, str]:
-    """Build and render one sequence unless cached; returns the frame and noise-floor patterns."""
+def render_sequence(name: str, folder: Path, args: argparse.Namespace) -> tuple[str, str, str | None]:
+    """Build and render one sequence unless cached; returns the frame, noise-floor and guide
+    patterns (no guide pattern with ``--guide-samples 0``: guides then come from the frames)."""
     scene = folder / "scene.blend"
     if not scene.is_file():
         log(f"{name}: building")
@@ -143,7 +146,18 @@ def render_sequence(name: str, folder: Path, args: argparse.Namespace) -> tuple[
             RenderRequest(scene=scene, frames=(middle,), output_pattern=noise_pattern, samples=args.samples,
                           seed=NOISE_SEED)
         )
-    return pattern, noise_pattern
+    if not args.guide_samples:
+        return pattern, noise_pattern, None
+    # The guides as the plan's guide task renders them: a few samples, no denoiser, aux passes.
+    guide_pattern = str(folder / f"guide{args.guide_samples}" / "f.####.exr")
+    missing = [f for f in range(1, args.frames_used + 1) if not frame_path(guide_pattern, f).is_file()]
+    if missing:
+        log(f"{name}: rendering {len(missing)} guide frame(s) at {args.guide_samples} spp")
+        BlenderRenderer().render(
+            RenderRequest(scene=scene, frames=missing, output_pattern=guide_pattern, samples=args.guide_samples,
+                          passes=PASSES)
+        )
+    return pattern, noise_pattern, guide_pattern
 
 
 @dataclass
@@ -184,9 +198,12 @@ class Scores:
 
 
 def evaluate_step(
-    frames: dict[int, Rendered], step: int, count: int, module: Any | None, threshold: float
+    frames: dict[int, Rendered], step: int, count: int, module: Any | None, threshold: float,
+    guide_frames: dict[int, Rendered] | None = None,
 ) -> dict[str, dict]:
-    """Interpolate every non-key frame of one step with each method and score it."""
+    """Interpolate every non-key frame of one step with each method and score it (guided by
+    ``guide_frames``' depth and vectors, or by the target frames' own when there are none)."""
+    guide_frames = guide_frames or frames
     methods: dict[str, Scores] = {"crossfade": Scores(), "optical flow (DIS)": Scores()}
     if module is not None:
         methods = {"farmplug unguided": Scores(), "farmplug guided": Scores(), **methods}
@@ -200,7 +217,8 @@ def evaluate_step(
                 for f, r in ((a_frame, a), (b_frame, b))
             )
             guides = {
-                t: module.Guide(depth=frames[t].depth, to_prev=frames[t].to_prev, to_next=frames[t].to_next)
+                t: module.Guide(depth=guide_frames[t].depth, to_prev=guide_frames[t].to_prev,
+                                to_next=guide_frames[t].to_next)
                 for t in targets
             }
             settings = module.InterpolationSettings()
@@ -267,8 +285,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         f"# inbetween benchmark: {meta['resolution']} px, frames 1-{meta.get('frames_used', meta['frames'])} of {meta['frames']}; "
         f"machine {meta['machine']}, {meta['cores']} cores, {meta['date']}",
-        "# guided = guide depth/vectors taken from the real target render here; in production they come from a "
-        "cheap 1-4 spp aux render.",
+        f"# guided = {meta['guides']}.",
         f"# passing = frames with score >= {meta['score_threshold']}; sent back = share of frames re-rendered instead.",
         f"# references: {meta['references']}",
         "",
@@ -333,6 +350,8 @@ def main() -> None:
                         help="raw references (Cycles' denoiser off); noisier than the errors measured")
     parser.add_argument("--threshold", type=float, default=SCORE_THRESHOLD, help="frame score a frame needs to pass")
     parser.add_argument("--no-speed", action="store_true", help="skip the 1080p speed measurement")
+    parser.add_argument("--guide-samples", type=int, default=2,
+                        help="samples of the guide renders (the plan's default); 0: guide with the real frames' passes")
     args = parser.parse_args()
     names = list(SEQUENCES) if args.sequences == "all" else [n.strip() for n in args.sequences.split(",")]
     unknown = [n for n in names if n not in SEQUENCES]
@@ -361,15 +380,22 @@ def main() -> None:
                 else f"{args.samples} spp, not denoised"
             ),
             "farmplug_method": module is not None,
-            "guided_note": "guides use the real target render's depth/vectors; in production a 1-4 spp aux render",
+            "guides": (
+                f"guide depth/vectors from a {args.guide_samples}-spp render of each target (as the plan's guide task)"
+                if args.guide_samples else "guide depth/vectors taken from the real target render"
+            ),
         },
         "sequences": {},
     }
     for name in names:
         clean = "_dn" if args.denoise else ""
         folder = args.out / f"{name}_{width}x{height}_{args.samples}spp{clean}_{args.frames}f"
-        pattern, noise_pattern = render_sequence(name, folder, args)
+        pattern, noise_pattern, guide_pattern = render_sequence(name, folder, args)
         frames = {f: load_rendered(frame_path(pattern, f)) for f in range(1, args.frames_used + 1)}
+        guide_frames = (
+            {f: load_rendered(frame_path(guide_pattern, f)) for f in range(1, args.frames_used + 1)}
+            if guide_pattern else None
+        )
         middle = noise_frame(args.frames_used)
         noise = measure(frames[middle].color[:, :, :3], read_frame(frame_path(noise_pattern, middle)).feature("color"))
         seq: dict[str, Any] = {"noise_floor": {"frame": middle, **noise.as_dict()}, "steps": {}}
@@ -378,7 +404,7 @@ def main() -> None:
                 log(f"{name}: step {step} leaves nothing to interpolate in {args.frames_used} frames; skipped")
                 continue
             log(f"{name}: step {step}")
-            seq["steps"][str(step)] = evaluate_step(frames, step, args.frames_used, module, args.threshold)
+            seq["steps"][str(step)] = evaluate_step(frames, step, args.frames_used, module, args.threshold, guide_frames)
         results["sequences"][name] = seq
 
     results["meta"]["load_average_before_speed"] = list(os.getloadavg())

@@ -14,7 +14,7 @@ not by guessing their motion:
    weighted by ``exp(-(z - zmin) / (depth_softness * zmin))``, so a background pixel never mixes
    into a foreground one (no ghosts) while samples of the same surface blend smoothly. Where
    the nearest surface's footprints cover only part of a pixel, the surfaces behind show
-   through the rest (:func:`_leak`; unguided targets).
+   through the rest (:func:`_leak`).
 2. **Fuse in time.** Each side is normalised by its own splat weight and the two are mixed with
    ``(1 - s) * weight_A`` and ``s * weight_B`` (``s = (t - a) / (b - a)``).
 3. **Resample** (``settings.resample``): the splat also carries each side's own motion to every
@@ -578,13 +578,12 @@ def _splat_pair(
     softness: float,
     keep_scores: bool,
     depth_rows: list[int],
-    partial: torch.Tensor,
+    partial: bool,
 ) -> tuple[_Splat, _Splat, torch.Tensor | None]:
     """Soft z-buffered splat of both keyframes against one shared nearest depth.
 
-    For the targets flagged in ``partial`` (bool per target), surfaces behind the nearest one show
-    through the part of the pixel it does not cover (:func:`_leak`, returned as well; None when
-    no target is flagged). Depths (``depth_rows`` of the features) are never mixed across that:
+    With ``partial``, surfaces behind the nearest one show through the part of the pixel it does
+    not cover (:func:`_leak`, returned as well; else None). Depths (``depth_rows`` of the features) are never mixed across that:
     see :func:`_select_depth`.
     """
     device = sources[0].features.device
@@ -599,9 +598,7 @@ def _splat_pair(
         # stay exactly zero below without a mask.
         side_zmin.append(torch.where(torch.isfinite(zside), zside, 1e30))
     zmin = torch.minimum(*side_zmin)
-    leak = None
-    if bool(partial.any()):
-        leak = _leak(depths, corners, zmin, n, softness).view(t, -1).mul_(partial[:, None]).view(-1)
+    leak = _leak(depths, corners, zmin, n, softness) if partial else None
     splats = []
     for source, z, cs, tw, zside in zip(sources, depths, corners, time_weights, side_zmin, strict=True):
         hw = source.depth.shape[0]
@@ -1201,8 +1198,7 @@ def interpolate(
         depth_rows = _depth_rows(plan)
         splat_a, splat_b, leak = _splat_pair(
             (src_a, src_b), corners, (1 - s, s), n, settings.depth_softness, keep_scores=bool(plan.ids),
-            depth_rows=depth_rows,
-            partial=torch.tensor([settings.partial_coverage and t not in guides for t in targets], device=device),
+            depth_rows=depth_rows, partial=settings.partial_coverage,
         )
         if plan.ids:
             ids, id_score = _select_ids((src_a, src_b), corners, (splat_a, splat_b), n, n_t)

@@ -320,19 +320,10 @@ def test_an_outline_grazing_a_background_pixel_covers_only_its_share(speed):
         assert set(np.nonzero(majority)[1]) == {box.nonzero()[1].min() - 1, box.nonzero()[1].max() + 1}
     np.testing.assert_allclose(partial.depth[ring & ~majority], BACKGROUND_DEPTH, rtol=1e-4)
     np.testing.assert_allclose(partial.depth[box], 10.0, rtol=1e-4)
-
-
-def test_partial_coverage_leaves_guided_targets_alone():
-    """A guided target's surfaces come from its guide's depth, so its splat keeps the plain soft
-    z-buffer; in a mixed batch only the unguided target changes."""
-    frames = {t: _slow_turning(t, 0.25) for t in (0, 1, 2, 3)}
-    keys = keyframe(0, frames[0]), keyframe(3, frames[3])
-    guides = {1: guide(frames[1])}
-    mixed = interpolate(*keys, [1, 2], guides=guides, settings=CPU)
-    plain = interpolate(*keys, [1, 2], guides=guides, settings=replace(CPU, partial_coverage=False))
-    np.testing.assert_allclose(mixed[0].color, plain[0].color, atol=1e-6)  # float rounding only
-    assert not np.array_equal(mixed[1].color, plain[1].color)
-    assert psnr(frames[2]["color"], mixed[1].color) > psnr(frames[2]["color"], plain[1].color) + 5
+    # Guided, the guide's depth already says the ring is background (exact without partial
+    # coverage); what shows through the splat there must not spoil that.
+    guided = interpolate(*keys, [1], guides={1: guide(frames[1])}, settings=CPU)[0]
+    assert psnr(frames[1]["color"], guided.color, ring) > 45  # 51-81 dB
 
 
 def _foot(t: int) -> dict[str, np.ndarray]:
