@@ -816,6 +816,7 @@ def _static_appearance(
     device: torch.device,
     h: int,
     w: int,
+    vector_agreement: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """A second motion hypothesis for the colour: what stays put on screen.
 
@@ -827,7 +828,8 @@ def _static_appearance(
     it is. Per pixel, the static prediction takes over to the degree that it agrees clearly
     better (by ``_STATIC_MARGIN``, both averaged over 5x5); where both agree (a static
     background) nothing changes. Only colour and alpha switch: depth, normals, ids and albedo
-    keep following the surface.
+    keep following the surface. ``vector_agreement`` (the splat's own A/B agreement, for
+    guided targets) counts against the vectors as well where it is the lower.
 
     Returns:
         The colour-updated ``fused`` and the blended difference, agreement and visibility.
@@ -860,7 +862,14 @@ def _static_appearance(
     # Risks in [0, 1]: the vectors' from their (coverage-weighted) agreement, so pixels seen by
     # one keyframe only (nothing to compare) never count against them.
     static_agreement = _agreement(d_static, torch.ones_like(d_static))
-    risk_v = F.avg_pool2d(1 - agreement, 5, stride=1, padding=2, count_include_pad=False)
+    if vector_agreement is not None:
+        # Guided, the warps along the guide's vectors and the splat along the keyframes' own
+        # both test whether the colour moves with the surface; either failing counts. (The warps
+        # of a turning metal sphere agree with each other while its reflections stay put.)
+        agreement_v = torch.minimum(agreement, vector_agreement)
+    else:
+        agreement_v = agreement
+    risk_v = F.avg_pool2d(1 - agreement_v, 5, stride=1, padding=2, count_include_pad=False)
     risk_s = F.avg_pool2d(1 - static_agreement, 5, stride=1, padding=2, count_include_pad=False)
     take = same * ((risk_v - risk_s) / _STATIC_MARGIN).clamp(0, 1)
     take = F.avg_pool2d(take, 3, stride=1, padding=1, count_include_pad=False) * same
@@ -1268,6 +1277,7 @@ def interpolate(
         del fa, fb
 
         guided = torch.tensor([t in guides for t in targets], device=device)
+        splat_agreement = agreement  # the keyframes compared along their own vectors
         guide_color = None
         has_guide_color = torch.zeros(n_t, 1, 1, 1, dtype=torch.bool, device=device)
         if guides:
@@ -1278,7 +1288,8 @@ def interpolate(
 
         if settings.static_appearance:
             fused, difference, agreement, visibility = _static_appearance(
-                src_a, src_b, plan, fused, difference, agreement, visibility, targets, guides, s, device, h, w
+                src_a, src_b, plan, fused, difference, agreement, visibility, targets, guides, s, device, h, w,
+                splat_agreement,
             )
 
         # Holes: the guide's colour where there is one, push-pull otherwise (continuous layers

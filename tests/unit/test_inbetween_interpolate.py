@@ -257,6 +257,16 @@ def test_reflection_that_stays_put_on_a_turning_object_is_taken_from_the_pixel()
     np.testing.assert_array_equal(with_static.layers["object_index"], vectors_only.layers["object_index"])
 
 
+def test_guided_static_reflection_also_counts_the_keyframes_own_disagreement():
+    """Guided, the warps along the guide's vectors agree with each other near the turning box's
+    sides, so they alone did not hand those pixels to the static prediction (43.6 dB over the
+    frame); the splat's own A/B disagreement counts as well now (66 dB)."""
+    frames = {t: _turning(t) for t in (0, 1, 2)}
+    out = interpolate(keyframe(0, frames[0]), keyframe(2, frames[2]), [1], guides={1: guide(frames[1])}, settings=CPU)[0]
+    assert psnr(frames[1]["color"], out.color) > 55
+    assert out.score > 0.9
+
+
 def _half_covered(t: int) -> dict[str, np.ndarray]:
     """The turning box with anti-aliased sides, as a renderer's pixel filter leaves them: the
     average of the box one pixel apart, so its outer columns mix box and background in colour,
