@@ -1464,7 +1464,10 @@ def _guide(
     warp = (mix_a * warp_a + mix_b * warp_b) / w_warp.clamp_min(1e-8)
     z_splat = fused[:, plan.depth : plan.depth + 1]
     splat_ok = torch.where(covered, torch.exp(-(z_splat - z_guide).abs() / (tol * z_guide)), 0.0)
-    w_splat = total.clamp(0, 1) * splat_ok
+    # The splat is a mix of the two keyframes' predictions: where those disagree (a surface
+    # eased off its path, a reflection) it is only as good as their agreement, and the warps
+    # along the guide's exact one-frame vectors carry the pixel.
+    w_splat = total.clamp(0, 1) * splat_ok * agreement
     combined = (w_splat * fused + w_warp * warp) / (w_splat + w_warp).clamp_min(1e-8)
     g_covered = (w_splat + w_warp) > _HOLE
 
