@@ -583,8 +583,8 @@ def _splat_pair(
     """Soft z-buffered splat of both keyframes against one shared nearest depth.
 
     With ``partial``, surfaces behind the nearest one show through the part of the pixel it does
-    not cover (:func:`_leak`, returned as well; else None). Depths (``depth_rows`` of the features) are never mixed across that:
-    see :func:`_select_depth`.
+    not cover (:func:`_leak`, returned as well; else None). Depths (``depth_rows`` of the
+    features) are never mixed across that: see :func:`_select_depth`.
     """
     device = sources[0].features.device
     t = time_weights[0].shape[0]
