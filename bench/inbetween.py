@@ -122,6 +122,20 @@ def noise_frame(frames_used: int) -> int:
     return (1 + frames_used) // 2
 
 
+def render_missing(
+    renderer: BlenderRenderer, scene: Path, pattern: str, count: int, samples: int, what: str, unit: str
+) -> Any | None:
+    """Render frames 1..count of ``pattern`` that are not on disk yet (with the bench's passes);
+    returns the render record, or None when every frame was cached."""
+    missing = [f for f in range(1, count + 1) if not frame_path(pattern, f).is_file()]
+    if not missing:
+        return None
+    log(f"{what} {len(missing)} {unit} at {samples} spp")
+    return renderer.render(
+        RenderRequest(scene=scene, frames=missing, output_pattern=pattern, samples=samples, passes=PASSES)
+    )
+
+
 def render_sequence(name: str, folder: Path, args: argparse.Namespace) -> tuple[str, str, str | None]:
     """Build and render one sequence unless cached; returns the frame, noise-floor and guide
     patterns (no guide pattern with ``--guide-samples 0``: guides then come from the frames)."""
@@ -131,12 +145,8 @@ def render_sequence(name: str, folder: Path, args: argparse.Namespace) -> tuple[
         build_sequence(name, scene, frames=args.frames, resolution=args.resolution, samples=args.samples)
     renderer = DenoisedRenderer() if args.denoise else BlenderRenderer()
     pattern = str(folder / "frames" / "f.####.exr")
-    missing = [f for f in range(1, args.frames_used + 1) if not frame_path(pattern, f).is_file()]
-    if missing:
-        log(f"{name}: rendering {len(missing)} frame(s) at {args.samples} spp")
-        record = renderer.render(
-            RenderRequest(scene=scene, frames=missing, output_pattern=pattern, samples=args.samples, passes=PASSES)
-        )
+    record = render_missing(renderer, scene, pattern, args.frames_used, args.samples, f"{name}: rendering", "frame(s)")
+    if record is not None:
         walls = [f.wall_s for f in record.frames]
         log(f"{name}: {statistics.median(walls):.2f} s/frame (median wall)")
     noise_pattern = str(folder / "noise" / "f.####.exr")
@@ -150,13 +160,8 @@ def render_sequence(name: str, folder: Path, args: argparse.Namespace) -> tuple[
         return pattern, noise_pattern, None
     # The guides as the plan's guide task renders them: a few samples, no denoiser, aux passes.
     guide_pattern = str(folder / f"guide{args.guide_samples}" / "f.####.exr")
-    missing = [f for f in range(1, args.frames_used + 1) if not frame_path(guide_pattern, f).is_file()]
-    if missing:
-        log(f"{name}: rendering {len(missing)} guide frame(s) at {args.guide_samples} spp")
-        BlenderRenderer().render(
-            RenderRequest(scene=scene, frames=missing, output_pattern=guide_pattern, samples=args.guide_samples,
-                          passes=PASSES)
-        )
+    render_missing(BlenderRenderer(), scene, guide_pattern, args.frames_used, args.guide_samples,
+                   f"{name}: rendering", "guide frame(s)")
     return pattern, noise_pattern, guide_pattern
 
 

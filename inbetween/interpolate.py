@@ -1445,25 +1445,24 @@ def _guide(
         sampled[:, plan.velocity] = probe[:, 1:3]
         z = probe[:, :1]
         valid = (probe[:, 3:4] < 1e-3) & inside
-        vis = torch.where(valid, torch.exp(-(z - z_guide).abs() / (tol * z_guide)), 0.0)
+        vis = _depth_match(z, z_guide, tol, valid)
         # For confidence: the same check after the camera's depth change (_depth_offset).
-        moved = z - _depth_offset(z, z_guide, valid)
-        seen = torch.where(valid, torch.exp(-(moved - z_guide).abs() / (tol * z_guide)), 0.0)
+        seen = _depth_match(z - _depth_offset(z, z_guide, valid), z_guide, tol, valid)
         warped.append((sampled, vis, (~inside).float(), z, valid, seen))
     (warp_a, wvis_a, outside_a, z_a, valid_a, seen_a), (warp_b, wvis_b, outside_b, z_b, valid_b, seen_b) = warped
     tw_a, tw_b = (1 - s)[:, None, None, None], s[:, None, None, None]
     # When the camera dollies, a surface's depth changes a lot between frames; then the depths
     # both warps bring, interpolated in time, still match the guide's.
     z_lerp = (1 - s)[:, None, None, None] * z_a + s[:, None, None, None] * z_b
-    pair_ok = torch.where(valid_a & valid_b, torch.exp(-(z_lerp - z_guide).abs() / (tol * z_guide)), 0.0)
+    pair_ok = _depth_match(z_lerp, z_guide, tol, valid_a & valid_b)
     mix_a, mix_b = tw_a * wvis_a, tw_b * wvis_b
     if settings.shading_context > 0:
-        context_a, context_b = _shading_context((z_a, z_b), (valid_a, valid_b), z_guide, pair_ok, tol, settings.shading_context)
+        context_a, context_b = _shading_context((wvis_a, wvis_b), pair_ok, settings.shading_context)
         mix_a, mix_b = mix_a * context_a, mix_b * context_b
     w_warp = mix_a + mix_b
     warp = (mix_a * warp_a + mix_b * warp_b) / w_warp.clamp_min(1e-8)
     z_splat = fused[:, plan.depth : plan.depth + 1]
-    splat_ok = torch.where(covered, torch.exp(-(z_splat - z_guide).abs() / (tol * z_guide)), 0.0)
+    splat_ok = _depth_match(z_splat, z_guide, tol, covered)
     # The splat is a mix of the two keyframes' predictions: where those disagree (a surface
     # eased off its path, a reflection) it is only as good as their agreement, and the warps
     # along the guide's exact one-frame vectors carry the pixel.
@@ -1504,6 +1503,12 @@ def _guide(
     )
 
 
+def _depth_match(z: torch.Tensor, reference: torch.Tensor, tol: float, mask: torch.Tensor) -> torch.Tensor:
+    """``exp(-|z - reference| / (tol * reference))`` where ``mask``, else 0: how far a depth is
+    the reference surface's (guided mode's depth checks)."""
+    return torch.where(mask, torch.exp(-(z - reference).abs() / (tol * reference)), 0.0)
+
+
 def _depth_offset(z: torch.Tensor, z_guide: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """How far (T,1,1,1) a warped keyframe's depths lie behind the guide's as a rule: the median
     of ``z - z_guide`` over its valid pixels (0 where there are none).
@@ -1521,12 +1526,7 @@ def _depth_offset(z: torch.Tensor, z_guide: torch.Tensor, valid: torch.Tensor) -
 
 
 def _shading_context(
-    depths: tuple[torch.Tensor, torch.Tensor],
-    valid: tuple[torch.Tensor, torch.Tensor],
-    z_guide: torch.Tensor,
-    pair_ok: torch.Tensor,
-    tol: float,
-    share: float,
+    matches: tuple[torch.Tensor, torch.Tensor], pair_ok: torch.Tensor, share: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Guided mode: how far each warped keyframe's surroundings hold the target's geometry.
 
@@ -1535,20 +1535,19 @@ def _shading_context(
     shows them in A, while B, and the target, do not. Both warps see the floor there (its
     depth matches the guide's), so mixed they leave a half-strength ghost. But around that
     pixel A's geometry differs from the guide's (the pillar), B's does not. Per side, the
-    share of pixels matching the guide's depth (or, under a dolly, matching once both sides
-    are interpolated in time) is averaged over a window ``share`` x the shorter image side.
+    share of pixels matching the guide's depth (``matches``: each warp's depth match, 0 where
+    it is invalid; or, under a dolly, ``pair_ok``: matching once both sides are interpolated in
+    time) is averaged over a window ``share`` x the shorter image side.
     A side whose share is ``_CONTEXT_MARGIN`` below the other's drops out, fading linearly in
     between; where both surroundings match (almost everywhere) nothing changes.
 
     Returns:
         Each side's weight factor (T,1,H,W), 0-1; the better side's is 1.
     """
-    h, w = z_guide.shape[-2:]
+    h, w = pair_ok.shape[-2:]
     size = max(3, 2 * round(share * min(h, w) / 2) + 1)
-    context = [
-        _box_mean(torch.where(ok, torch.maximum(torch.exp(-(z - z_guide).abs() / (tol * z_guide)), pair_ok), 0.0), size)
-        for z, ok in zip(depths, valid, strict=True)
-    ]
+    # pair_ok is 0 wherever either warp is invalid, so an invalid warp counts as no match.
+    context = [_box_mean(torch.maximum(match, pair_ok), size) for match in matches]
     best = torch.maximum(*context).clamp_min(1e-6)
     return tuple(((c - best) / _CONTEXT_MARGIN + 1).clamp(0, 1) for c in context)
 
@@ -1598,10 +1597,7 @@ def _apply_guide_passes(out, to_prev, to_next, ids_img, targets, guides, plan, s
                 sampled, inside = _gather(image, disp[None], "nearest")
                 z = sampled[:, -2:-1]
                 ok = inside & (sampled[:, -1:] > 0.5)
-                vis = (
-                    torch.where(ok, torch.exp(-(z - z_guide).abs() / (settings.guide_depth_tolerance * z_guide)), 0.0)
-                    * tw
-                )
+                vis = _depth_match(z, z_guide, settings.guide_depth_tolerance, ok) * tw
                 better = vis > torch.maximum(best_vis, torch.full_like(best_vis, 0.3))
                 chosen = torch.where(better, sampled[:, :-2], chosen)
                 best_vis = torch.maximum(best_vis, vis)
