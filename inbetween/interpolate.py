@@ -1433,7 +1433,7 @@ def _guide(
             other = torch.cat([probe[:, 1:3] * sign, probe[:, :1], probe[:, 3:4]], dim=1)
             k = frames[:, None, None, None]
             first = disp / k
-            accel = _path_acceleration(first, frames, other, z_guide[:, 0], torch.isfinite(first).all(dim=-1))
+            accel = _path_acceleration(first, frames, other, z_guide[:, 0], is_guided[:, 0].expand(-1, h, w))
             disp += k * (k - 1) * accel
 
     warped = []
