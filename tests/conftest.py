@@ -42,7 +42,7 @@ def tiny_scene(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_renders(tiny_scene, tmp_path_factory) -> dict[str, Path]:
-    """Frames 1-2 of the tiny scene at 4 spp with every pass, in both EXR layouts, plus a 256 spp reference."""
+    """Frames 1-2 of the tiny scene at 4 spp with every pass, in both EXR layouts, plus 256 spp references of both."""
     from farmplug.render import BlenderRenderer, RenderRequest
 
     out = tmp_path_factory.mktemp("renders")
@@ -58,6 +58,6 @@ def tiny_renders(tiny_scene, tmp_path_factory) -> dict[str, Path]:
         )
         patterns[layout] = Path(pattern)
     reference = str(out / "reference" / "tiny.####.exr")
-    renderer.render(RenderRequest(scene=tiny_scene, frames=(1,), output_pattern=reference, samples=256))
+    renderer.render(RenderRequest(scene=tiny_scene, frames=(1, 2), output_pattern=reference, samples=256))
     patterns["reference"] = Path(reference)
     return patterns
