@@ -5,8 +5,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.farmplug-installed
 DEMO_OUT ?= demo-out
 PYTEST_ARGS ?=
+MUTANTS_ARGS ?=
 
-.PHONY: demo test venv clean
+.PHONY: demo test mutants venv clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +24,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# By hand, not in CI: each targeted mutant (tests/mutants.yaml) in a temporary copy, with the tests that must kill it.
+mutants: $(STAMP)
+	$(PY) scripts/mutants.py $(MUTANTS_ARGS)
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

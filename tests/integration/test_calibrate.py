@@ -99,15 +99,35 @@ def test_chosen_plan_runs_and_the_report_confirms_the_prediction(calibrated, sho
     assert calibration_core_s > 0
     assert report.savings.core_seconds_calibration == pytest.approx(calibration_core_s, rel=1e-12)
     assert report.savings.core_seconds_plan == pytest.approx(plan_core_s + calibration_core_s, rel=1e-12)
-    # Prediction against measurement. Both sides are CPU core-seconds of different processes on
-    # a shared 2-core machine where other jobs run: a 64x36 frame costs a fraction of a core-second,
-    # so contention and the process start-ups (about as large as the frame work here) move each
-    # measurement by tens of percent. A factor of 2 catches a wrong formula (a missed start-up
-    # per task, frames counted twice, the wrong frame count) without failing on that noise.
-    # The prediction is for the plan's own tasks; the report also charges the calibration to it.
+    # The cost formula, exactly: fed the run's own per-frame and start-up costs, the estimate
+    # must give the run's measured plan cost. Noise cannot hide a wrong formula here (a missed
+    # start-up per task, frames counted twice, the wrong task or frame count all break it).
+    from farmplug.calibrate import MeasuredCost, estimate_cost
+
+    by_stage = {stage: [read_timing(t.timing) for t in graph.tasks if t.role == "plan" and t.stage == stage]
+                for stage in ("render", "denoise")}
+
+    def per_frame(records):
+        frames = [f for r in records for f in r.frames]
+        return sum(f.cpu_s for f in frames) / len(frames)
+
+    own = MeasuredCost(
+        render_core_s_per_frame=per_frame(by_stage["render"]),
+        render_overhead_core_s=sum(r.overhead_cpu_s for r in by_stage["render"]) / len(by_stage["render"]),
+        denoise_core_s_per_frame=per_frame(by_stage["denoise"]),
+        denoise_overhead_core_s=sum(r.overhead_cpu_s for r in by_stage["denoise"]) / len(by_stage["denoise"]),
+    )
+    assert own.render_overhead_core_s > 0.1 * own.render_core_s_per_frame * plan.chunk_size  # start-up matters here
+    assert estimate_cost(own, plan, shot).total_core_s == pytest.approx(plan_core_s, rel=1e-9)
+    # Prediction (from the calibration's own tasks) against measurement (the run's): CPU
+    # core-seconds of different processes on a shared 2-core machine with other work running.
+    # Measured over 6 runs of this test: measured/predicted 0.89-1.14. With the formula checked
+    # exactly above, the band is there for the prediction being made from the wrong measurements:
+    # the other candidate's (1/4 instead of 1/16 of the samples) costs x1.32-1.65 here. 0.75-1.33
+    # leaves about 15 % over the measured spread and still fails most of that error.
     measured = report.savings.core_seconds_full / (report.savings.core_seconds_plan - report.savings.core_seconds_calibration)
     ratio = measured / chosen.predicted_ratio
-    assert 0.5 <= ratio <= 2.0, (measured, chosen.predicted_ratio)
+    assert 0.75 <= ratio <= 1.33, (measured, chosen.predicted_ratio)
     assert report.quality.flip_mean == pytest.approx(chosen.flip_mean, abs=0.05)
 
 
