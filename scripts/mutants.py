@@ -71,6 +71,12 @@ def load_mutants(path: Path = MUTANTS_FILE) -> list[Mutant]:
     return mutants
 
 
+def load_mutants_at(ref: str) -> list[Mutant]:
+    text = subprocess.run(["git", "show", f"{ref}:{MUTANTS_FILE.relative_to(ROOT).as_posix()}"], cwd=ROOT, check=True,
+                          capture_output=True, text=True).stdout
+    return MutantList.model_validate(yaml.safe_load(text)).mutants
+
+
 def project_files() -> list[str]:
     """Tracked files and untracked ones git does not ignore (so new, uncommitted tests count)."""
     out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, check=True,
@@ -83,9 +89,14 @@ def package_dirs() -> dict[str, str]:
     return config["tool"]["setuptools"]["package-dir"]
 
 
-def make_copy(dest: Path, files: list[str]) -> tuple[Path, Path]:
-    """Copy the project into ``dest/repo`` and return (repo, site) where site holds the package."""
+def make_copy(dest: Path, files: list[str], ref: str | None = None) -> tuple[Path, Path]:
+    """Copy the project (the working tree, or the commit ``ref``) into ``dest/repo``; returns (repo, site)."""
     repo, site = dest / "repo", dest / "site"
+    repo.mkdir(parents=True)
+    if ref is not None:
+        archive = subprocess.run(["git", "archive", "--format=tar", ref], cwd=ROOT, check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(repo)], input=archive, check=True)
+        return repo, site
     for rel in files:
         target = repo / rel
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -94,11 +105,20 @@ def make_copy(dest: Path, files: list[str]) -> tuple[Path, Path]:
 
 
 def assemble_site(repo: Path, site: Path) -> None:
-    """Lay the copy's folders out as the installed ``farmplug.*`` namespace (package-dir mapping)."""
-    for package, folder in sorted(package_dirs().items(), key=lambda item: item[0].count(".")):
+    """Lay the copy's folders out as the installed ``farmplug.*`` namespace (package-dir mapping).
+
+    The copy's own ``farmplug/`` folder is then removed: pytest runs with the copy as its working
+    directory, which Python puts ahead of ``PYTHONPATH``, and a ``farmplug`` there (without the
+    mapped sub-packages) would send ``farmplug.denoise`` and the others to the editable install.
+    """
+    mapping = package_dirs()
+    for package, folder in sorted(mapping.items(), key=lambda item: item[0].count(".")):
         target = site / Path(*package.split("."))
         shutil.copytree(repo / folder, target, dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns("__pycache__"))
+    for package, folder in mapping.items():
+        if "." not in package and (repo / folder).is_dir():
+            shutil.rmtree(repo / folder)
 
 
 def apply(mutant: Mutant, repo: Path) -> bool:
@@ -124,9 +144,10 @@ def environment(repo: Path, site: Path) -> dict[str, str]:
 
 def check_isolation(repo: Path, site: Path, env: dict[str, str]) -> None:
     """The copy, not the editable install, must be what ``import farmplug.*`` finds."""
-    probe = "import farmplug.denoise, farmplug.integrations; print(farmplug.denoise.__file__)"
+    packages = sorted(package_dirs())
+    probe = f"import importlib; print(*(importlib.import_module(p).__file__ for p in {packages!r}))"
     found = subprocess.run([sys.executable, "-c", probe], cwd=repo, env=env, capture_output=True, text=True)
-    if found.returncode != 0 or not found.stdout.strip().startswith(str(site)):
+    if found.returncode != 0 or not all(f.startswith(str(site)) for f in found.stdout.split()):
         raise SystemExit(f"the copy is not importable on its own: {found.stdout.strip()} {found.stderr.strip()}")
 
 
@@ -160,9 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-baseline", action="store_true", help="skip the unmutated run of the tests")
     parser.add_argument("--timeout", type=float, default=1200, help="seconds per mutant's test run")
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "mutants", help="logs and results.json")
+    parser.add_argument("--ref", default=None, help="test this commit (e.g. HEAD) instead of the working tree")
     args = parser.parse_args(argv)
 
-    mutants = load_mutants()
+    mutants = load_mutants() if args.ref is None else load_mutants_at(args.ref)
     if args.only:
         wanted = [w.strip() for w in args.only.split(",") if w.strip()]
         unknown = sorted(set(wanted) - {m.id for m in mutants})
@@ -180,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="farmplug-mutants-") as scratch:
         if not args.no_baseline:
             union = sorted({t for m in mutants for t in m.tests})
-            repo, site = make_copy(Path(scratch) / "baseline", files)
+            repo, site = make_copy(Path(scratch) / "baseline", files, args.ref)
             assemble_site(repo, site)
             env = environment(repo, site)
             check_isolation(repo, site, env)
@@ -193,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"baseline passed in {wall:.0f} s", flush=True)
         for number, mutant in enumerate(mutants, 1):
             work = Path(scratch) / mutant.id
-            repo, site = make_copy(work, files)
+            repo, site = make_copy(work, files, args.ref)
             log = args.out / f"{mutant.id}.log"
             if not apply(mutant, repo):
                 result, wall, detail = "stale", 0.0, f"{mutant.file} does not hold the mutant's text exactly once"

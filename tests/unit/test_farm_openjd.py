@@ -4,7 +4,6 @@ CLI, run through the real OpenJD runtime with a stand-in farmplug that records w
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -402,11 +401,5 @@ def test_submit_needs_farm_and_queue():
         OpenJDFarm().submit(OpenJDFarm().compile(CASES["denoise"], CompileOptions()), FarmConnection(kind="openjd"))
 
 
-def test_compile_does_no_io(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("compile touched the file system or ran a process")
-
-    monkeypatch.setattr(subprocess, "run", refuse)
-    monkeypatch.setattr(Path, "write_text", refuse)
-    monkeypatch.setattr(os, "replace", refuse)
-    OpenJDFarm().compile(CASES["inbetween"], CompileOptions())
+# That compile does no I/O is tested for every backend, this one included, with an audit hook in
+# tests/unit/test_farm_compile_no_io.py (monkeypatching a few functions missed open()).
