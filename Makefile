@@ -23,6 +23,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(PY) scripts/lint_imports.py
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # By hand, not in CI: each targeted mutant (tests/mutants.yaml) in a temporary copy, with the tests that must kill it.

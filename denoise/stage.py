@@ -6,11 +6,11 @@ import logging
 
 import numpy as np
 
+from farmplug.denoise.config import DESCRIPTOR, DenoiseConfig
 from farmplug.errors import MissingPassError
 from farmplug.imageio import Frame
 from farmplug.imageio.channels import HOW_TO_ENABLE
-from farmplug.models import DenoiseConfig
-from farmplug.stages.base import ProcessInfo, StageDescriptor
+from farmplug.stages.base import ProcessInfo
 
 log = logging.getLogger(__name__)
 
@@ -18,14 +18,7 @@ log = logging.getLogger(__name__)
 class OidnDenoiseStage:
     """Denoise a frame's colour with Intel Open Image Denoise; alpha and every other layer pass through."""
 
-    descriptor = StageDescriptor(
-        name="denoise",
-        backend="oidn",
-        required_features=frozenset({"color"}),
-        optional_features=frozenset({"albedo", "normal"}),
-        tiling=True,
-        devices=("cpu", "cuda"),
-    )
+    descriptor = DESCRIPTOR
 
     def __init__(self, config: DenoiseConfig | None = None) -> None:
         self.config = config or DenoiseConfig()

@@ -1,17 +1,20 @@
 """Calibration: find the cheapest plan that meets the quality target, by measuring it on the shot.
 
-A few check frames spread over the shot are rendered at the shot's full settings (the reference,
-timed). Each candidate plan (a samples factor, with denoise, optionally a frame step with the
-inbetween stage) then renders those frames, or the keyframes around them, at its own settings,
-runs its stages exactly as a farm task would, and is measured against the reference: quality
-(HDR-FLIP mean and p95, PSNR, SSIM) and cost (CPU core-seconds per frame and per task).
+Calibration is a job like any other. :func:`compile_calibration` turns the candidates into one
+job graph: the check frames rendered at the shot's full settings (the reference), and for each
+candidate its own plan compiled by :func:`farmplug.graph.compile_plan` restricted to the check
+frames (and, for a frame step, the keyframes and the frames between them), so each candidate
+runs exactly the chain the farm would run, in the same tasks with the same timing records. A last
+task (``farmplug run calibration``) measures every candidate's delivered check frames against the
+reference (HDR-FLIP mean and p95, PSNR, SSIM) and its cost from its tasks' timing records, and
+writes ``calibration.json`` and the chosen ``plan.yaml``. :func:`farmplug.execute.run_calibration` runs it here;
+``farmplug calibrate --farm NAME --dry-run`` writes it for a farm instead.
 
-Each candidate's whole-shot cost is extrapolated over the tasks its plan compiles to
-(:func:`farmplug.graph.compile_plan`): per-frame cost x frames plus every task's fixed cost
-(process start, scene and model load), the same accounting the savings report uses on a real
-run. For a frame step, the frames the inbetween stage could not vouch for are rendered for real;
-their expected cost (the measured fallback rate x the in-between frames x the keyframe cost, and
-the fallback tasks' start-up) is part of the estimate.
+Each candidate's whole-shot cost is extrapolated over the tasks its plan compiles to: per-frame
+cost x frames plus every task's fixed cost (process start, scene and model load), the same
+accounting the savings report uses on a real run. For a frame step, the frames the stage could
+not vouch for are rendered for real; their expected cost (the measured fallback rate x the frames
+made x the keyframe cost, and the fallback tasks' start-up) is part of the estimate.
 
 The cheapest candidate meeting the target becomes ``plan.yaml``; when none does, or none is
 cheaper than the full render, the recommendation is the full render, with the reason.
@@ -19,15 +22,13 @@ cheaper than the full render, the recommendation is the full render, with the re
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
 import platform
-import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Literal
@@ -35,38 +36,40 @@ from typing import Literal
 from pydantic import Field, ValidationError
 
 from farmplug.errors import ConfigError, FarmplugError
-from farmplug.graph import compile_plan, run_layout
-from farmplug.models import (
-    DenoiseConfig,
-    InbetweenConfig,
-    Plan,
-    QualityTarget,
-    Shot,
-    default_check_frames,
-    load_shot,
-)
-from farmplug.schema import StrictModel, describe_validation_error, save_model
-from farmplug.timing import TimingRecord, write_timing
+from farmplug.graph import JobGraph, Task, compile_plan, load_graph, run_layout, timing_path
+from farmplug.models import ConfidenceRecord, Plan, QualityTarget, Shot, default_check_frames, load_plan, load_shot
+from farmplug.schema import StrictModel, describe_validation_error, load_model, save_model
+from farmplug.stages.base import StageConfig
+from farmplug.stages.registry import default_stages, descriptor, keyframe_stage
+from farmplug.timing import TimingRecord, read_timing
 
 log = logging.getLogger(__name__)
 
 CALIBRATION_FILE = "calibration.json"
+SETUP_FILE = "calibration-setup.json"
 PLAN_FILE = "plan.yaml"
 FULL_RENDER = "full render"
-#: Samples factors tried by default (each with OIDN denoise; and with frame step 2 + inbetween).
+#: The calibration's own folder (beside the plan it chooses); its tasks' records are under ``work/``.
+CALIBRATION_DIR = "calibration"
+#: The measuring task's layer and id (its frame set is the placeholder frame 0).
+MEASURE_LAYER = "calibration"
+MEASURE_TASK = f"{MEASURE_LAYER}-0000-0000"
+#: Samples factors tried by default (each with the default stages; and with frame step 2).
 DEFAULT_FACTORS: tuple[float, ...] = (1 / 64, 1 / 32, 1 / 16, 1 / 8)
 #: A frame step is only worth trying on shots at least this long (fewer frames leave too few
-#: in-between frames to save on and to check).
+#: in-between frames to save anything).
 MIN_FRAMES_FOR_STEP = 5
 
-#: ``progress(done, total, label)``: called before each step (reference, then each candidate)
-#: and once at the end with ``done == total``.
+#: ``progress(done, total, label)``: called before each task and once at the end with ``done == total``.
 ProgressCallback = Callable[[int, int, str], None]
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """One plan to try: reduced samples, denoise or not, and an optional frame step (inbetween).
+    """One plan to try: reduced samples, the per-frame stages, and an optional frame step.
+
+    ``post`` names the per-frame stage kinds (None: the registry's default stages); with a frame
+    step the registry's stage that makes frames between keyframes is added at the end.
 
     Raises:
         ConfigError: on construction, for a samples factor outside (0, 1] or a frame step below 1.
@@ -74,7 +77,7 @@ class Candidate:
 
     samples_factor: float
     frame_step: int = 1
-    denoise: bool = True
+    post: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.samples_factor <= 1:
@@ -90,16 +93,18 @@ class Candidate:
         parts = [f"x{fraction.numerator}-{fraction.denominator}" if exact else f"x{self.samples_factor:g}"]
         if self.frame_step > 1:
             parts.append(f"step{self.frame_step}")
-        if self.denoise:
-            parts.append("denoise")
-        if self.frame_step > 1:
-            parts.append("inbetween")
+        parts += [s.kind for s in self.stages()]
         return "_".join(parts)
 
-    def stages(self) -> list[DenoiseConfig | InbetweenConfig]:
-        stages: list[DenoiseConfig | InbetweenConfig] = [DenoiseConfig()] if self.denoise else []
+    def stages(self) -> list[StageConfig]:
+        """The candidate's stage configs, in chain order.
+
+        Raises:
+            FarmplugError: a named stage kind is not registered.
+        """
+        stages = default_stages() if self.post is None else [descriptor(kind).config() for kind in self.post]
         if self.frame_step > 1:
-            stages.append(InbetweenConfig())
+            stages.append(keyframe_stage())
         return stages
 
     def plan(
@@ -126,7 +131,7 @@ class Candidate:
 
 
 def default_candidates(shot: Shot) -> list[Candidate]:
-    """Samples factors 1/64..1/8 with denoise, and the same with frame step 2 when the shot has 5+ frames."""
+    """Samples factors 1/64..1/8 with the default stages, and the same with frame step 2 on 5+ frames."""
     candidates = [Candidate(f) for f in DEFAULT_FACTORS]
     if len(shot.frames.frames) >= MIN_FRAMES_FOR_STEP:
         candidates += [Candidate(f, frame_step=2) for f in DEFAULT_FACTORS]
@@ -141,7 +146,7 @@ class CheckFrame(StrictModel):
 
     frame: int
     source: Literal["rendered", "interpolated", "fallback"]
-    confidence: float | None = Field(default=None, description="inbetween score, for in-between frames")
+    confidence: float | None = Field(default=None, description="the score of a frame a stage made between keyframes")
     flip_mean: float
     flip_p95: float
     psnr: float
@@ -150,18 +155,26 @@ class CheckFrame(StrictModel):
     error_map: str = Field(default="", description="HDR-FLIP heat map PNG, relative to the calibration folder")
 
 
-class MeasuredCost(StrictModel):
-    """What a candidate's calibration tasks cost, in CPU core-seconds (GPU-seconds where a GPU ran)."""
+class LayerCost(StrictModel):
+    """What the tasks of one layer (``render``, a stage, an aux render) cost per frame and per task."""
 
-    render_core_s_per_frame: float = Field(ge=0)
-    render_overhead_core_s: float = Field(ge=0, description="per render task: process start, scene load")
-    denoise_core_s_per_frame: float = Field(default=0.0, ge=0)
-    denoise_overhead_core_s: float = Field(default=0.0, ge=0, description="per denoise task: model/device load")
-    inbetween_core_s_per_frame: float = Field(default=0.0, ge=0)
-    inbetween_overhead_core_s: float = Field(default=0.0, ge=0)
-    fallback_rate: float = Field(default=0.0, ge=0, le=1, description="share of in-between frames that failed confidence")
-    inbetween_frames_measured: int = Field(default=0, ge=0)
-    gpu_s_per_frame: float = Field(default=0.0, ge=0, description="GPU-seconds per processed frame, all stages")
+    core_s_per_frame: float = Field(ge=0)
+    overhead_core_s: float = Field(default=0.0, ge=0, description="per task: process start, scene or model load")
+    gpu_s_per_frame: float = Field(default=0.0, ge=0)
+    frames: int = Field(default=0, ge=0, description="frames measured")
+    tasks: int = Field(default=0, ge=0, description="tasks measured")
+
+
+class MeasuredCost(StrictModel):
+    """What a candidate's calibration tasks cost, in CPU core-seconds, by layer (task ``stage``)."""
+
+    layers: dict[str, LayerCost] = Field(description="render, each stage kind, aux renders")
+    fallback_rate: float = Field(default=0.0, ge=0, le=1, description="share of the frames made that failed their check")
+    withheld_frames_measured: int = Field(default=0, ge=0, description="frames the withholding stage made")
+
+    @property
+    def gpu_s_per_frame(self) -> float:
+        return sum(layer.gpu_s_per_frame for layer in self.layers.values())
 
 
 class CostEstimate(StrictModel):
@@ -203,7 +216,7 @@ class ReferenceResult(StrictModel):
 
 
 class CalibrationResult(StrictModel):
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     shot: str = Field(description="the shot file, absolute")
     shot_name: str
     frames: int
@@ -227,6 +240,35 @@ class CalibrationResult(StrictModel):
         raise KeyError(name)
 
 
+class CandidateSetup(StrictModel):
+    """One candidate of a calibration job: its plan file and the run folder of its tasks."""
+
+    name: str
+    samples_factor: float
+    frame_step: int
+    plan_file: str = Field(description="the candidate's plan, absolute")
+    run_dir: str = Field(description="the candidate's run folder, absolute")
+    layer_prefix: str
+
+
+class CalibrationSetup(StrictModel):
+    """Everything the measuring task needs, written beside the calibration's job graph."""
+
+    schema_version: Literal[1] = 1
+    shot_file: str
+    out_dir: str
+    check_frames: list[int]
+    chunk_size: int
+    threads: int | None = None
+    flip_mean_max: float
+    flip_p95_max: float | None = None
+    reference_pattern: str
+    reference_tasks: list[str]
+    chosen_plan_shot: str = Field(description="the shot as the chosen plan names it (relative to out_dir)")
+    candidates: list[CandidateSetup]
+    started_at: float = 0.0
+
+
 # --- pure parts: cost extrapolation and the choice ------------------------------------------------
 
 
@@ -238,39 +280,61 @@ def reference_cost(core_s_per_frame: float, overhead_core_s: float, frames: int,
                         total_core_s=core_s_per_frame * frames + fixed)
 
 
+def _layer(measured: MeasuredCost, task: Task, what: str) -> LayerCost:
+    try:
+        return measured.layers[what]
+    except KeyError:
+        raise FarmplugError(f"calibration cannot cost task {task.id}: no {what} tasks were measured") from None
+
+
 def estimate_cost(measured: MeasuredCost, plan: Plan, shot: Shot) -> CostEstimate:
     """Extrapolate measured costs over every task the plan compiles to (check frames excluded).
 
-    Render and denoise tasks cost their frames plus one start-up each; inbetween tasks their
-    frames; a fallback task over ``m`` in-between frames is expected to re-render ``rate x m`` of
-    them (render + denoise each) and to pay the render and denoise start-up when at least one
-    fails, which happens with probability ``1 - (1 - rate)^m``.
+    Each task costs its frames at its layer's measured per-frame cost plus one start-up. A fallback
+    task over ``m`` frames is expected to re-render ``rate x m`` of them (the render and every
+    per-frame stage) and to pay their start-ups when at least one fails, which happens with
+    probability ``1 - (1 - rate)^m``.
+
+    Raises:
+        FarmplugError: the plan has a task of a layer the measurements do not cover.
     """
     graph = compile_plan(plan.model_copy(update={"check_frames": []}), shot,
                          plan_file=Path("plan.yaml"), shot_file=Path("shot.yaml"), run_dir=Path("run"))
     rate = measured.fallback_rate
-    key_frame = measured.render_core_s_per_frame + measured.denoise_core_s_per_frame
-    key_start = measured.render_overhead_core_s + (measured.denoise_overhead_core_s if plan.stage("denoise") else 0.0)
+    chain = ["render", *(s.kind for s in plan.frame_stages())]
     frame_work = fixed = 0.0
     for task in graph.tasks:
         m = len(task.frames)
-        if task.kind == "render":
-            frame_work += m * measured.render_core_s_per_frame
-            fixed += measured.render_overhead_core_s
-        elif task.stage == "denoise":
-            frame_work += m * measured.denoise_core_s_per_frame
-            fixed += measured.denoise_overhead_core_s
-        elif task.stage == "inbetween":
-            frame_work += m * measured.inbetween_core_s_per_frame
-            fixed += measured.inbetween_overhead_core_s
-        elif task.kind == "fallback":
-            frame_work += rate * m * key_frame
-            fixed += (1 - (1 - rate) ** m) * key_start
-        else:
-            raise FarmplugError(f"calibration cannot cost task {task.id} ({task.kind}/{task.stage})")
+        if task.kind == "fallback":
+            layers = [_layer(measured, task, what) for what in chain]
+            frame_work += rate * m * sum(layer.core_s_per_frame for layer in layers)
+            fixed += (1 - (1 - rate) ** m) * sum(layer.overhead_core_s for layer in layers)
+            continue
+        layer = _layer(measured, task, task.stage)
+        frame_work += m * layer.core_s_per_frame
+        fixed += layer.overhead_core_s
     frames = len(shot.frames.frames)
     return CostEstimate(frames=frames, tasks=len(graph.tasks), per_frame_core_s=frame_work / frames,
                         fixed_core_s=fixed, total_core_s=frame_work + fixed)
+
+
+def measured_cost(records: Sequence[tuple[Task, TimingRecord]], *, made: int = 0, failed: int = 0) -> MeasuredCost:
+    """Per-layer costs from tasks and their timing records (fallback tasks are not a layer: their
+    frames are costed from the render and the stages they re-run)."""
+    grouped: dict[str, list[TimingRecord]] = {}
+    for task, record in records:
+        if task.kind != "fallback":
+            grouped.setdefault(task.stage, []).append(record)
+    layers = {}
+    for what, rs in grouped.items():
+        frames = [f for r in rs for f in r.frames]
+        layers[what] = LayerCost(
+            core_s_per_frame=sum(f.cpu_s for f in frames) / len(frames) if frames else 0.0,
+            overhead_core_s=sum(r.overhead_cpu_s for r in rs) / len(rs),
+            gpu_s_per_frame=sum(f.gpu_s for f in frames) / len(frames) if frames else 0.0,
+            frames=len(frames), tasks=len(rs),
+        )
+    return MeasuredCost(layers=layers, fallback_rate=failed / made if made else 0.0, withheld_frames_measured=made)
 
 
 @dataclass(frozen=True)
@@ -364,7 +428,7 @@ def summary_table(result: CalibrationResult) -> str:
     lines.append(f"| full render (reference) | {ref.samples} | 0 | 0 | - | 1 | - | {ref.core_s_per_frame:.2f} "
                  f"| {ref.cost.total_core_s:.0f} | 1.0 | - | - |")
     for c in result.candidates:
-        fallback = f"{c.measured.fallback_rate:.0%}" if c.frame_step > 1 else "-"
+        fallback = f"{c.measured.fallback_rate:.0%}" if c.measured.withheld_frames_measured else "-"
         lines.append(
             f"| {c.name} | {c.samples} | {c.flip_mean:.4f} | {c.flip_p95:.4f} | {c.psnr:.1f} | {c.ssim:.3f} | {fallback} "
             f"| {c.cost.per_frame_core_s:.2f} | {c.cost.total_core_s:.0f} | {c.predicted_ratio:.1f} "
@@ -373,247 +437,7 @@ def summary_table(result: CalibrationResult) -> str:
     return "\n".join(lines)
 
 
-# --- measuring ---------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _task(name: str) -> Iterator[None]:
-    """Name the calibration task in any error raised inside it."""
-    try:
-        yield
-    except FarmplugError as err:
-        raise FarmplugError(f"calibration task {name} failed: {err}") from err
-
-
-def _per_frame(records: Sequence[TimingRecord], attr: str = "cpu_s") -> float:
-    frames = [f for r in records for f in r.frames]
-    return sum(getattr(f, attr) for f in frames) / len(frames) if frames else 0.0
-
-
-def _overhead(records: Sequence[TimingRecord]) -> float:
-    return sum(r.overhead_cpu_s for r in records) / len(records) if records else 0.0
-
-
-@dataclass(frozen=True)
-class _Context:
-    shot: Shot
-    scene: Path
-    checks: list[int]
-    out_dir: Path
-    work: Path
-    reference_pattern: str
-    threads: int | None
-    target: QualityTarget
-    chunk_size: int
-    shot_file: Path | None = None
-    run_dir: Path | None = None
-    reference_plan: Plan | None = None
-
-
-def _render(ctx: _Context, name: str, frames: Sequence[int], pattern: str, samples: int, passes: frozenset[str],
-            role: str) -> TimingRecord:
-    from farmplug.render import BlenderRenderer, RenderRequest
-
-    with _task(name):
-        record = BlenderRenderer().render(RenderRequest(
-            scene=ctx.scene, frames=tuple(sorted(frames)), output_pattern=pattern, samples=samples,
-            passes=passes, threads=ctx.threads, task=name, role=role,
-        ))
-    write_timing(record, Path(pattern).parent / f"{name}.timing.json")
-    return record
-
-
-def _denoise(ctx: _Context, name: str, config: DenoiseConfig, frames: Sequence[int], source: str, target: str) -> TimingRecord:
-    from farmplug.runner import frame_jobs, run_stage
-
-    with _task(name):
-        record = run_stage(config, frame_jobs(source, target, sorted(frames)), task=name, role="calibration")
-    write_timing(record, Path(target).parent / f"{name}.timing.json")
-    return record
-
-
-def _check_images(ctx: _Context, folder: str, frame: int, image, error) -> tuple[str, str]:
-    from farmplug.report.images import error_map_png, tonemap_png
-
-    base = f"calibration/{folder}/{ctx.shot.name.replace('/', '_')}.{frame:04d}"
-    tonemap_png(image, ctx.out_dir / f"{base}.png")
-    if error is not None:
-        error_map_png(error, ctx.out_dir / f"{base}.flip.png")
-    return f"{base}.png", (f"{base}.flip.png" if error is not None else "")
-
-
-def _warm_up(candidates: Sequence[Candidate]) -> None:
-    """Load each stage once before anything is timed.
-
-    The first stage opened in a process pays one-off Python imports (pyoidn pulls in torch, about
-    a core-second); counted in whichever candidate ran first it would skew the comparison. A run
-    on the local farm pays them once too, and a farm task's timing record never counts its
-    interpreter start, so warm per-task costs are what the savings report adds up.
-    """
-    from farmplug.stages import create_stage
-
-    with _task("calibrate-warm-up"):
-        if any(c.denoise for c in candidates):
-            stage = create_stage(DenoiseConfig())
-            try:
-                stage.open()
-            finally:
-                stage.close()
-        if any(c.frame_step > 1 for c in candidates):
-            import farmplug.inbetween.interpolate  # noqa: F401
-
-
-def _reference_as_run_tasks(ctx: _Context) -> TimingRecord:
-    """Render the reference as the run's own reference tasks, so the run that follows reuses them.
-
-    The tasks are exactly those ``compile_plan`` makes for the run folder (same command, outputs
-    and timing records), so the local farm finds them done; their records are merged into one
-    for the calibration's per-frame and start-up costs.
-    """
-    from farmplug.cli import run_argv
-    from farmplug.integrations.local import task_is_done
-    from farmplug.timing import read_timing
-
-    graph = compile_plan(ctx.reference_plan, ctx.shot, plan_file=ctx.out_dir / PLAN_FILE, shot_file=ctx.shot_file,
-                         run_dir=ctx.run_dir)
-    records = []
-    for task in (t for t in graph.tasks if t.role == "reference"):
-        if not task_is_done(task):
-            with _task(task.id):
-                run_argv(task.argv)
-        records.append(read_timing(task.timing))
-    return TimingRecord(
-        task="calibrate-reference", stage="render", role="reference", backend=records[0].backend,
-        started_at=min(r.started_at for r in records), finished_at=max(r.finished_at for r in records),
-        overhead_wall_s=sum(r.overhead_wall_s for r in records) / len(records),
-        overhead_cpu_s=sum(r.overhead_cpu_s for r in records) / len(records),
-        frames=[f for r in records for f in r.frames],
-    )
-
-
-def _measure_reference(ctx: _Context) -> ReferenceResult:
-    from farmplug.imageio import read_frame
-    from farmplug.render.base import frame_path
-
-    if ctx.run_dir is not None:
-        record = _reference_as_run_tasks(ctx)
-    else:
-        record = _render(ctx, "calibrate-reference", ctx.checks, ctx.reference_pattern, ctx.shot.samples, frozenset(),
-                         "reference")
-    for frame in ctx.checks:
-        _check_images(ctx, "reference", frame, read_frame(frame_path(ctx.reference_pattern, frame)).feature("color"), None)
-    per_frame, overhead = _per_frame([record]), record.overhead_cpu_s
-    frames = len(ctx.shot.frames.frames)
-    log.info("reference: %d check frames at %d spp, %.2f core-s/frame + %.2f core-s start-up per task",
-             len(ctx.checks), ctx.shot.samples, per_frame, overhead)
-    return ReferenceResult(samples=ctx.shot.samples, frames=list(ctx.checks), core_s_per_frame=per_frame,
-                           overhead_core_s=overhead, cost=reference_cost(per_frame, overhead, frames, ctx.chunk_size))
-
-
-def _run_candidate(ctx: _Context, candidate: Candidate, full: ReferenceResult) -> CandidateResult:
-    """Render, post-process and measure one candidate on the check frames."""
-    from farmplug.imageio import read_frame
-    from farmplug.inbetween.stage import run_inbetween
-    from farmplug.quality import measure
-    from farmplug.render.base import frame_path
-
-    plan = candidate.plan(shot="shot.yaml", target=ctx.target, chunk_size=ctx.chunk_size, threads=ctx.threads)
-    shot, name = ctx.shot, candidate.name
-    folder = ctx.work / name
-    shutil.rmtree(folder, ignore_errors=True)
-    stem = shot.name.replace("/", "_")
-    pattern = {k: str(folder / k / f"{stem}.####.exr") for k in
-               ("render", "denoise", "final", "rejected", "fallback", "fallback-denoise")}
-    samples = plan.samples_for(shot)
-    denoise = plan.stage("denoise")
-    inbetween = plan.stage("inbetween")
-
-    keys = set(plan.keyframes(shot)) if inbetween else set(shot.frames.frames)
-    spans: set[tuple[int, int]] = set()
-    for frame in ctx.checks:
-        if frame not in keys:
-            spans.add((max(k for k in keys if k < frame), min(k for k in keys if k > frame)))
-    rendered = sorted({f for f in ctx.checks if f in keys} | {k for span in spans for k in span})
-    # Every frame of each span is interpolated: they share the keyframe reads as in a real task,
-    # and each one adds a sample to the measured fallback rate.
-    targets = sorted({f for a, b in spans for f in range(a + 1, b)})
-
-    renders = [_render(ctx, f"calibrate-{name}-render", rendered, pattern["render"], samples, plan.passes(), "calibration")]
-    denoises = []
-    keyed = pattern["render"]
-    if denoise is not None:
-        denoises.append(_denoise(ctx, f"calibrate-{name}-denoise", denoise, rendered, pattern["render"], pattern["denoise"]))
-        keyed = pattern["denoise"]
-    delivered = {f: (keyed, "rendered", None) for f in ctx.checks if f in keys}
-    inbetween_records: list[TimingRecord] = []
-    failed: list[int] = []
-    if targets:
-        with _task(f"calibrate-{name}-inbetween"):
-            record, verdicts = run_inbetween(
-                inbetween, input_pattern=keyed, output_pattern=pattern["final"], keys=rendered, targets=targets,
-                rejected_pattern=pattern["rejected"], task=f"calibrate-{name}-inbetween",
-            )
-        inbetween_records.append(record)
-        by_frame = {v.frame: v for v in verdicts.frames}
-        failed = verdicts.failed
-        failed_checks = [f for f in ctx.checks if f in by_frame and not by_frame[f].passed]
-        for f in ctx.checks:
-            if f in by_frame and by_frame[f].passed:
-                delivered[f] = (pattern["final"], "interpolated", by_frame[f].score)
-        if failed_checks:
-            # As the fallback task would: render the failed frames at the plan's settings and denoise them.
-            fallback_passes = denoise.needs if denoise is not None else frozenset()
-            renders.append(_render(ctx, f"calibrate-{name}-fallback", failed_checks, pattern["fallback"], samples,
-                                   fallback_passes, "calibration"))
-            source = pattern["fallback"]
-            if denoise is not None:
-                denoises.append(_denoise(ctx, f"calibrate-{name}-fallback-denoise", denoise, failed_checks,
-                                         pattern["fallback"], pattern["fallback-denoise"]))
-                source = pattern["fallback-denoise"]
-            for f in failed_checks:
-                delivered[f] = (source, "fallback", by_frame[f].score)
-
-    rows = []
-    for frame in ctx.checks:
-        source_pattern, source, score = delivered[frame]
-        reference = read_frame(frame_path(ctx.reference_pattern, frame)).feature("color")
-        result = read_frame(frame_path(source_pattern, frame)).feature("color")
-        if result.shape != reference.shape:
-            raise FarmplugError(f"calibration {name}: frame {frame} is {result.shape[:2]}, the reference {reference.shape[:2]}")
-        quality, error = measure(reference, result, error_map=True)
-        thumb, flip_png = _check_images(ctx, name, frame, result, error)
-        rows.append(CheckFrame(frame=frame, source=source, confidence=score, **quality.as_dict(),
-                               thumbnail=thumb, error_map=flip_png))
-
-    measured = MeasuredCost(
-        render_core_s_per_frame=_per_frame(renders),
-        render_overhead_core_s=_overhead(renders),
-        denoise_core_s_per_frame=_per_frame(denoises),
-        denoise_overhead_core_s=_overhead(denoises),
-        inbetween_core_s_per_frame=_per_frame(inbetween_records),
-        inbetween_overhead_core_s=_overhead(inbetween_records),
-        fallback_rate=len(failed) / len(targets) if targets else 0.0,
-        inbetween_frames_measured=len(targets),
-        gpu_s_per_frame=_per_frame(denoises, "gpu_s") + _per_frame(inbetween_records, "gpu_s"),
-    )
-    cost = estimate_cost(measured, plan, shot)
-
-    def mean(key: str) -> float:
-        return sum(getattr(r, key) for r in rows) / len(rows)
-
-    result = CandidateResult(
-        name=name, samples_factor=candidate.samples_factor, samples=samples, frame_step=candidate.frame_step,
-        stages=[f"{s.kind}:{s.backend}" for s in plan.stages], passes=sorted(plan.passes()), frames=rows,
-        flip_mean=mean("flip_mean"), flip_p95=mean("flip_p95"), psnr=mean("psnr"), ssim=mean("ssim"),
-        measured=measured, cost=cost, predicted_ratio=full.cost.total_core_s / cost.total_core_s,
-    )
-    log.info(
-        "%s: %d spp, FLIP mean %.4f (p95 %.4f), PSNR %.1f dB; %.2f core-s/frame, shot %.0f core-s, %.1fx cheaper%s",
-        name, samples, result.flip_mean, result.flip_p95, result.psnr, cost.per_frame_core_s, cost.total_core_s,
-        result.predicted_ratio,
-        f"; {len(failed)}/{len(targets)} in-between frames failed confidence" if targets else "",
-    )
-    return result
+# --- the calibration job -----------------------------------------------------------------------------
 
 
 def _check_frames(shot: Shot, count: int, avoid: frozenset[int]) -> list[int]:
@@ -624,60 +448,63 @@ def _check_frames(shot: Shot, count: int, avoid: frozenset[int]) -> list[int]:
     return [frames[len(frames) // 2]]
 
 
-def calibrate(
+def delivered_for_checks(plan: Plan, shot: Shot, checks: Sequence[int]) -> list[int]:
+    """The frames a candidate delivers to measure ``checks``: the check frames, and for a frame step
+    every frame between the keyframes around a check frame (they share the keyframe reads as in a real
+    task, and each one adds a sample to the measured fallback rate)."""
+    if plan.keyframe_stage() is None:
+        return sorted(set(checks))
+    keys = plan.keyframes(shot)
+    frames = set()
+    for frame in checks:
+        if frame in keys:
+            frames.add(frame)
+            continue
+        a, b = max(k for k in keys if k < frame), min(k for k in keys if k > frame)
+        frames |= set(range(a + 1, b))
+    return sorted(frames)
+
+
+@dataclass(frozen=True)
+class CalibrationJob:
+    """A calibration compiled into a job graph, with the files its tasks read (no I/O done)."""
+
+    graph: JobGraph
+    setup: CalibrationSetup
+    setup_file: Path
+    plans: dict[Path, Plan]
+
+
+def compile_calibration(
     shot_file: Path,
     out_dir: Path,
     *,
     candidates: Sequence[Candidate] | None = None,
-    check_frames: int = 3,
-    crop: float | None = None,
+    check_frames: int | Sequence[int] = 3,
     target: QualityTarget | None = None,
     flip_p95_max: float | None = None,
     chunk_size: int = 8,
     threads: int | None = None,
-    progress: ProgressCallback | None = None,
     run_dir: Path | None = None,
-) -> CalibrationResult:
-    """Measure candidate plans on a few check frames and save the cheapest that meets the target.
+) -> CalibrationJob:
+    """Compile the calibration of a shot into one job graph (it reads the shot file, writes nothing).
 
-    Writes ``out_dir/calibration.json`` (:class:`CalibrationResult`), the check images under
-    ``out_dir/calibration/<candidate>/`` (renders under ``out_dir/calibration/work``) and, when a
-    candidate is chosen, ``out_dir/plan.yaml`` with the calibration's check frames.
-
-    Args:
-        shot_file: The shot YAML.
-        out_dir: Where the plan and the evidence go.
-        candidates: Plans to try (default: :func:`default_candidates`).
-        check_frames: How many frames to measure, spread over the shot (in-between frames when a
-            candidate has a frame step).
-        crop: Not supported: a centred border render needs border support in the render adapter
-            (``RenderRequest`` has none), so calibration renders whole frames. Must be None.
-        target: Quality target (default: mean HDR-FLIP <= 0.1); saved in the plan.
-        flip_p95_max: Optional bound on the mean per-frame 95th-percentile FLIP as well.
-        chunk_size: Frames per farm task, for the per-task costs and the plan.
-        threads: Render threads (None: all cores); saved in the plan.
-        progress: ``progress(done, total, label)`` before each step and at the end.
-        run_dir: When the chosen plan will run in this folder: render the reference as that run's
-            reference tasks, so the run reuses them instead of rendering the check frames twice.
-
-    Returns:
-        The calibration result, also saved as ``calibration.json``.
+    ``check_frames`` is how many frames to measure, spread over the shot (frames made between
+    keyframes where a candidate has a frame step), or the frames themselves.
 
     Raises:
-        ConfigError: the shot file is missing or invalid, its scene is missing, the candidate
-            list is empty or repeats a candidate, or an argument is out of range.
-        FarmplugError: a render or stage failed (the message names the calibration task).
+        ConfigError: the shot file is missing or invalid, the candidate list is empty or repeats a
+            candidate, or an argument is out of range.
     """
-    started = time.perf_counter()
-    shot_file, out_dir = Path(shot_file), Path(out_dir).absolute()
+    shot_file, out_dir = Path(shot_file).absolute(), Path(out_dir).absolute()
     shot = load_shot(shot_file)
-    scene = shot.scene_path(shot_file)
-    if not scene.is_file():
-        raise ConfigError(f"scene {shot.scene!r} of shot {shot_file} not found", path=scene)
-    if crop is not None:
-        raise ConfigError("crop is not supported: border rendering needs support in farmplug.render's RenderRequest")
-    if check_frames < 1:
+    if isinstance(check_frames, int) and check_frames < 1:
         raise ConfigError(f"check_frames must be 1 or more, got {check_frames}")
+    if not isinstance(check_frames, int):
+        outside = [f for f in check_frames if not shot.frames.start <= f <= shot.frames.end]
+        if outside or not check_frames:
+            raise ConfigError(f"check frames {list(check_frames)} must be frames of the shot "
+                              f"({shot.frames.start}-{shot.frames.end})", path=shot_file)
     if chunk_size < 1:
         raise ConfigError(f"chunk_size must be 1 or more, got {chunk_size}")
     candidates = default_candidates(shot) if candidates is None else list(candidates)
@@ -690,81 +517,236 @@ def calibrate(
         raise ConfigError(f"shot {shot.name} has one frame; a frame step needs at least two")
     target = target or QualityTarget()
 
-    # Check frames are in-between frames of every frame-step candidate where the shot allows it.
+    # Check frames are frames made between keyframes of every frame-step candidate where the shot allows it.
     avoid: set[int] = set()
     for c in candidates:
         if c.frame_step > 1:
             avoid |= set(c.plan(shot="shot.yaml", target=target).keyframes(shot))
-    checks = _check_frames(shot, check_frames, frozenset(avoid))
-    work = out_dir / "calibration" / "work"
-    ctx = _Context(
-        shot=shot, scene=scene, checks=checks, out_dir=out_dir, work=work,
-        reference_pattern=str(work / "reference" / f"{shot.name.replace('/', '_')}.####.exr"),
-        threads=threads, target=target, chunk_size=chunk_size, shot_file=shot_file,
-        run_dir=Path(run_dir).absolute() if run_dir is not None else None,
-        reference_plan=candidates[0].plan(shot="shot.yaml", target=target, check_frames=checks, chunk_size=chunk_size,
-                                          threads=threads),
-    )
-    if ctx.run_dir is not None:
-        ctx = replace(ctx, reference_pattern=run_layout(ctx.run_dir, shot)["reference"])
-    total = 1 + len(candidates)
-    log.info("calibrating %s on check frames %s: %d candidates", shot.name, checks, len(candidates))
-    if progress:
-        progress(0, total, "reference")
-    _warm_up(candidates)
-    reference = _measure_reference(ctx)
-    results = []
-    for done, candidate in enumerate(candidates, 1):
-        if progress:
-            progress(done, total, candidate.name)
-        results.append(_run_candidate(ctx, candidate, reference))
+    checks = (_check_frames(shot, check_frames, frozenset(avoid)) if isinstance(check_frames, int)
+              else sorted(set(check_frames)))
+    folder = out_dir / CALIBRATION_DIR
+    work = folder / "work"
 
-    choice = choose(results, full_core_s=reference.cost.total_core_s, flip_mean_max=target.flip_mean_max,
-                    flip_p95_max=flip_p95_max)
-    plan_path = out_dir / PLAN_FILE
-    plan_file = None
-    if choice.chosen is not None:
-        chosen = next(c for c in candidates if c.name == choice.chosen.name)
-        shot_ref = os.path.relpath(shot_file.absolute(), out_dir)
-        plan = chosen.plan(shot=shot_ref, target=target, check_frames=checks, chunk_size=chunk_size, threads=threads)
-        save_model(plan, plan_path)
-        plan_file = PLAN_FILE
-        log.info("chose %s: %s", chosen.name, choice.reason)
-    else:
-        if plan_path.is_file():
-            # A plan left by an earlier calibration must not outlive this verdict.
-            plan_path.unlink()
-            log.info("removed %s from an earlier calibration", plan_path)
-        log.warning("recommendation: full render: %s", choice.reason)
+    # The reference: the check frames at full quality, as the chosen plan's run would render them
+    # (in that run folder when given, so the run reuses them), else in the calibration's own folder.
+    reference_plan = candidates[0].plan(shot=str(shot_file), target=target, check_frames=checks,
+                                        chunk_size=chunk_size, threads=threads)
+    reference_root = Path(run_dir).absolute() if run_dir is not None else folder
+    reference_graph = compile_plan(reference_plan, shot, plan_file=out_dir / PLAN_FILE, shot_file=shot_file,
+                                   run_dir=reference_root)
+    tasks = [t for t in reference_graph.tasks if t.role == "reference"]
 
-    result = CalibrationResult(
-        shot=str(shot_file.absolute()), shot_name=shot.name, frames=len(shot.frames.frames), check_frames=checks,
-        chunk_size=chunk_size, flip_mean_max=target.flip_mean_max, flip_p95_max=flip_p95_max, reference=reference,
-        candidates=choice.candidates, recommendation=choice.recommendation, reason=choice.reason,
-        plan_file=plan_file, wall_s=time.perf_counter() - started,
+    plans: dict[Path, Plan] = {}
+    setups = []
+    for candidate in candidates:
+        name = candidate.name
+        plan = candidate.plan(shot=str(shot_file), target=target, chunk_size=chunk_size, threads=threads)
+        plan_file = work / name / PLAN_FILE
+        prefix = f"{name}-"
+        sub = compile_plan(plan, shot, plan_file=plan_file, shot_file=shot_file, run_dir=work / name,
+                           frames=delivered_for_checks(plan, shot, checks), layer_prefix=prefix)
+        tasks += [t.model_copy(update={"role": "plan"}) for t in sub.tasks]
+        plans[plan_file] = plan
+        setups.append(CandidateSetup(name=name, samples_factor=candidate.samples_factor, frame_step=candidate.frame_step,
+                                     plan_file=str(plan_file), run_dir=str(work / name), layer_prefix=prefix))
+
+    setup_file = folder / SETUP_FILE
+    tasks.append(Task(
+        id=MEASURE_TASK, layer=MEASURE_LAYER, kind="stage", stage=MEASURE_LAYER, role="plan", frames=[0],
+        depends_on=[t.id for t in tasks], argv=["run", "calibration", "--layer", MEASURE_LAYER, "--setup", str(setup_file)],
+        outputs=[str(out_dir / CALIBRATION_FILE)], timing=str(measure_timing_path(setup_file)),
+    ))
+    setup = CalibrationSetup(
+        shot_file=str(shot_file), out_dir=str(out_dir), check_frames=checks, chunk_size=chunk_size, threads=threads,
+        flip_mean_max=target.flip_mean_max, flip_p95_max=flip_p95_max,
+        reference_pattern=run_layout(reference_root, shot).reference,
+        reference_tasks=[t.id for t in tasks if t.role == "reference"],
+        chosen_plan_shot=os.path.relpath(shot_file, out_dir), candidates=setups,
     )
-    save_model(result, out_dir / CALIBRATION_FILE)
-    if progress:
-        progress(total, total, "done")
+    graph = JobGraph(name=f"{shot.name} calibration", run_dir=str(folder), plan_file=str(out_dir / PLAN_FILE),
+                     shot_file=str(shot_file), tasks=tasks)
+    graph.topological()
+    return CalibrationJob(graph=graph, setup=setup, setup_file=setup_file, plans=plans)
+
+
+def measure_timing_path(setup_file: Path) -> Path:
+    """Where the measuring task's timing record goes (with the calibration's other records, so it is charged)."""
+    return Path(timing_path(Path(setup_file).parent / "work", MEASURE_TASK))
+
+
+def write_calibration_job(job: CalibrationJob) -> Path:
+    """Write the candidates' plans, the setup and the graph (``calibration/graph.json``); returns the graph file."""
+    from farmplug.graph import save_graph
+
+    for path, plan in job.plans.items():
+        save_model(plan, path)
+    save_model(job.setup.model_copy(update={"started_at": time.time()}), job.setup_file)
+    return save_graph(job.graph, job.setup_file.parent)
+
+
+# --- measuring (the calibration task) -----------------------------------------------------------------
+
+
+def _check_images(out_dir: Path, shot: Shot, folder: str, frame: int, image, error) -> tuple[str, str]:
+    from farmplug.imageio.thumbnails import error_map_png, tonemap_png
+
+    base = f"{CALIBRATION_DIR}/{folder}/{shot.name.replace('/', '_')}.{frame:04d}"
+    tonemap_png(image, out_dir / f"{base}.png")
+    if error is not None:
+        error_map_png(error, out_dir / f"{base}.flip.png")
+    return f"{base}.png", (f"{base}.flip.png" if error is not None else "")
+
+
+def _records(graph: JobGraph, tasks: Sequence[Task]) -> list[tuple[Task, TimingRecord]]:
+    found = []
+    for task in tasks:
+        if not Path(task.timing).is_file():
+            raise FarmplugError(f"calibration task {task.id} has not run (no {task.timing})")
+        found.append((task, read_timing(task.timing)))
+    return found
+
+
+def _measure_reference(setup: CalibrationSetup, shot: Shot, graph: JobGraph) -> ReferenceResult:
+    from farmplug.imageio import read_frame
+    from farmplug.render.base import frame_path
+
+    records = [r for _t, r in _records(graph, [graph.task(t) for t in setup.reference_tasks])]
+    frames = [f for r in records for f in r.frames]
+    per_frame = sum(f.cpu_s for f in frames) / len(frames)
+    overhead = sum(r.overhead_cpu_s for r in records) / len(records)
+    for frame in setup.check_frames:
+        image = read_frame(frame_path(setup.reference_pattern, frame)).feature("color")
+        _check_images(Path(setup.out_dir), shot, "reference", frame, image, None)
+    log.info("reference: %d check frames at %d spp, %.2f core-s/frame + %.2f core-s start-up per task",
+             len(setup.check_frames), shot.samples, per_frame, overhead)
+    return ReferenceResult(samples=shot.samples, frames=list(setup.check_frames), core_s_per_frame=per_frame,
+                           overhead_core_s=overhead,
+                           cost=reference_cost(per_frame, overhead, len(shot.frames.frames), setup.chunk_size))
+
+
+def _measure_candidate(setup: CalibrationSetup, candidate: CandidateSetup, graph: JobGraph, shot: Shot,
+                       full: ReferenceResult) -> CandidateResult:
+    from farmplug.imageio import read_frame
+    from farmplug.quality import measure
+    from farmplug.render.base import frame_path
+
+    plan, _shot, _ = load_plan(candidate.plan_file)
+    name, out_dir = candidate.name, Path(setup.out_dir)
+    tasks = [t for t in graph.tasks if t.layer.startswith(candidate.layer_prefix)]
+    records = _records(graph, tasks)
+    verdicts = {}
+    for task in tasks:
+        if task.verdicts:
+            verdicts.update({v.frame: v for v in load_model(ConfidenceRecord, task.verdicts).frames})
+    failed = [f for f, v in verdicts.items() if not v.passed]
+    final = run_layout(Path(candidate.run_dir), shot).final
+    rows = []
+    for frame in setup.check_frames:
+        verdict = verdicts.get(frame)
+        source = "rendered" if verdict is None else ("interpolated" if verdict.passed else "fallback")
+        reference = read_frame(frame_path(setup.reference_pattern, frame)).feature("color")
+        result = read_frame(frame_path(final, frame)).feature("color")
+        if result.shape != reference.shape:
+            raise FarmplugError(f"calibration {name}: frame {frame} is {result.shape[:2]}, the reference {reference.shape[:2]}")
+        quality, error = measure(reference, result, error_map=True)
+        thumb, flip_png = _check_images(out_dir, shot, name, frame, result, error)
+        rows.append(CheckFrame(frame=frame, source=source, confidence=verdict.score if verdict else None,
+                               **quality.as_dict(), thumbnail=thumb, error_map=flip_png))
+    measured = measured_cost(records, made=len(verdicts), failed=len(failed))
+    cost = estimate_cost(measured, plan, shot)
+
+    def mean(key: str) -> float:
+        return sum(getattr(r, key) for r in rows) / len(rows)
+
+    result = CandidateResult(
+        name=name, samples_factor=plan.samples_factor, samples=plan.samples_for(shot), frame_step=plan.frame_step,
+        stages=[f"{s.kind}:{s.backend}" for s in plan.stages], passes=sorted(plan.passes()), frames=rows,
+        flip_mean=mean("flip_mean"), flip_p95=mean("flip_p95"), psnr=mean("psnr"), ssim=mean("ssim"),
+        measured=measured, cost=cost, predicted_ratio=full.cost.total_core_s / cost.total_core_s,
+    )
+    log.info(
+        "%s: %d spp, FLIP mean %.4f (p95 %.4f), PSNR %.1f dB; %.2f core-s/frame, shot %.0f core-s, %.1fx cheaper%s",
+        name, result.samples, result.flip_mean, result.flip_p95, result.psnr, cost.per_frame_core_s, cost.total_core_s,
+        result.predicted_ratio,
+        f"; {len(failed)}/{len(verdicts)} frames made between keyframes failed their check" if verdicts else "",
+    )
     return result
+
+
+def measure_calibration(setup_file: Path) -> tuple[CalibrationResult, TimingRecord]:
+    """The calibration task: measure every candidate, choose, write ``calibration.json`` and ``plan.yaml``.
+
+    Returns:
+        The result and the task's own timing record (its measuring is part of the calibration's cost).
+
+    Raises:
+        FarmplugError: a calibration task has not run, or its frames or records are missing or corrupt.
+    """
+    from farmplug.timing import FrameTiming, Stopwatch
+
+    started = time.time()
+    setup_file = Path(setup_file)
+    setup = load_model(CalibrationSetup, setup_file)
+    graph = load_graph(setup_file.parent)
+    shot = load_shot(setup.shot_file)
+    out_dir = Path(setup.out_dir)
+    with Stopwatch() as work:
+        reference = _measure_reference(setup, shot, graph)
+        results = [_measure_candidate(setup, c, graph, shot, reference) for c in setup.candidates]
+        choice = choose(results, full_core_s=reference.cost.total_core_s, flip_mean_max=setup.flip_mean_max,
+                        flip_p95_max=setup.flip_p95_max)
+        plan_path = out_dir / PLAN_FILE
+        plan_file = None
+        target = QualityTarget(flip_mean_max=setup.flip_mean_max)
+        if choice.chosen is not None:
+            chosen = next(c for c in setup.candidates if c.name == choice.chosen.name)
+            plan, _shot, _ = load_plan(chosen.plan_file)
+            plan = plan.model_copy(update={"shot": setup.chosen_plan_shot, "check_frames": list(setup.check_frames),
+                                           "quality_target": target})
+            save_model(plan, plan_path)
+            plan_file = PLAN_FILE
+            # Said once, by whoever shows the result (the CLI prints it; calibration.json keeps it).
+            log.debug("chose %s: %s", chosen.name, choice.reason)
+        else:
+            if plan_path.is_file():
+                # A plan left by an earlier calibration must not outlive this verdict.
+                plan_path.unlink()
+                log.info("removed %s from an earlier calibration", plan_path)
+            log.debug("recommendation: full render: %s", choice.reason)
+        result = CalibrationResult(
+            shot=setup.shot_file, shot_name=shot.name, frames=len(shot.frames.frames), check_frames=setup.check_frames,
+            chunk_size=setup.chunk_size, flip_mean_max=setup.flip_mean_max, flip_p95_max=setup.flip_p95_max,
+            reference=reference, candidates=choice.candidates, recommendation=choice.recommendation, reason=choice.reason,
+            plan_file=plan_file, wall_s=time.time() - setup.started_at if setup.started_at else 0.0,
+        )
+        save_model(result, out_dir / CALIBRATION_FILE)
+    record = TimingRecord(task=MEASURE_TASK, stage=MEASURE_LAYER, role="plan", backend="farmplug",
+                          started_at=started, finished_at=time.time(),
+                          frames=[FrameTiming(frame=0, wall_s=work.wall_s, cpu_s=work.cpu_s)])
+    return result, record
 
 
 __all__ = [
     "CALIBRATION_FILE",
     "DEFAULT_FACTORS",
     "FULL_RENDER",
+    "CalibrationJob",
     "CalibrationResult",
+    "CalibrationSetup",
     "Candidate",
     "CandidateResult",
     "CheckFrame",
     "Choice",
     "CostEstimate",
+    "LayerCost",
     "MeasuredCost",
     "ReferenceResult",
-    "calibrate",
     "choose",
+    "compile_calibration",
     "default_candidates",
     "estimate_cost",
+    "measure_calibration",
+    "measured_cost",
     "reference_cost",
     "summary_table",
 ]

@@ -36,8 +36,9 @@ from farmplug.errors import ConfigError
 from farmplug.schema import StrictModel, load_model
 from farmplug.timing import TimingRecord
 
-#: Stages whose tasks run the renderer (and so need a render licence per node).
-RENDER_STAGES = frozenset({"render", "guide", "fallback"})
+#: Stages whose tasks run the renderer (and so need a render licence per node): every render
+#: task's record says ``render`` (aux renders included), fallback tasks say ``fallback``.
+RENDER_STAGES = frozenset({"render", "fallback"})
 
 _SECONDS_PER_HOUR = Decimal(3600)
 _CENT = Decimal("0.01")

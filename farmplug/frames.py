@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from farmplug.errors import FarmplugError
 
@@ -86,3 +87,36 @@ def chunk(frames: list[int], size: int) -> list[list[int]]:
     if size < 1:
         raise FarmplugError(f"chunk size must be at least 1, got {size}")
     return [frames[i : i + size] for i in range(0, len(frames), size)]
+
+
+def keyframe_span(frames: Sequence[int], step: int) -> tuple[list[int], list[int]]:
+    """Keyframes (every ``step``-th from the first, and the last) and the frames between them.
+
+    Raises:
+        FarmplugError: fewer than two frames, or a step below 2.
+    """
+    frames = sorted(frames)
+    if step < 2:
+        raise FarmplugError(f"--step must be 2 or more, got {step}")
+    if len(frames) < 2 or frames != list(range(frames[0], frames[-1] + 1)):
+        raise FarmplugError("making frames between keyframes needs a contiguous frame range A-B with at least two frames")
+    keys = keyframe_grid(frames, step)
+    targets = [f for f in frames if f not in set(keys)]
+    return keys, targets
+
+
+def targets_between(frames: Sequence[int], keys: Sequence[int]) -> tuple[list[int], list[int]]:
+    """The frames of ``frames`` that are not keyframes, and the keyframes they are made from.
+
+    Raises:
+        FarmplugError: a frame has no keyframe before or after it.
+    """
+    keys = sorted(set(keys))
+    targets = sorted(f for f in set(frames) if f not in set(keys))
+    if not targets:
+        raise FarmplugError("no frames to make: every frame given is a keyframe")
+    outside = [t for t in targets if t < keys[0] or t > keys[-1]]
+    if outside:
+        raise FarmplugError(f"frames {outside} have no keyframe on both sides (keyframes {keys[0]}-{keys[-1]})")
+    needed = sorted({max(k for k in keys if k < t) for t in targets} | {min(k for k in keys if k > t) for t in targets})
+    return needed, targets

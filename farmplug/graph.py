@@ -7,6 +7,7 @@ what the tasks leave behind.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -18,6 +19,7 @@ from farmplug.frames import chunk, format_frame_set
 from farmplug.models import Plan, Shot
 from farmplug.render.base import frame_path
 from farmplug.schema import StrictModel, load_model, save_model
+from farmplug.stages.registry import descriptor_of
 from farmplug.timing import TIMING_SUFFIX
 
 GRAPH_FILE = "graph.json"
@@ -38,6 +40,11 @@ class Task(StrictModel):
     timing: str = Field(description="path of the timing record this task writes")
     cores: int = Field(default=0, ge=0, description="CPU cores wanted (0 = all)")
     gpus: int = Field(default=0, ge=0)
+    reads: Literal["frame", "window", "keyframes"] = Field(
+        default="frame", description="how it reads the chain's frames: the same frame, a window around it, or keyframes")
+    window: int = Field(default=0, ge=0, description="frames each side it reads, when reads is window")
+    aux_layer: str | None = Field(default=None, description="the aux render layer it reads frame by frame, if any")
+    verdicts: str | None = Field(default=None, description="the confidence record it writes (stages that withhold frames)")
 
 
 class JobGraph(StrictModel):
@@ -84,17 +91,65 @@ class JobGraph(StrictModel):
         return order
 
 
-def run_layout(run_dir: Path, shot: Shot) -> dict[str, str]:
-    """Output patterns of a run: reduced render, full-quality reference, and the delivered frames."""
-    name = shot.name.replace("/", "_")
-    return {
-        "render": str(run_dir / "work" / "render" / f"{name}.####.exr"),
-        "reference": str(run_dir / "work" / "reference" / f"{name}.####.exr"),
-        "final": str(run_dir / shot.output),
-        "guide": str(run_dir / "work" / "guide" / f"{name}.####.exr"),
-        "fallback": str(run_dir / "work" / "fallback" / f"{name}.####.exr"),
-        "rejected": str(run_dir / "work" / "inbetween" / "rejected" / f"{name}.####.exr"),
-    }
+@dataclass(frozen=True)
+class RunLayout:
+    """Where everything of a run goes, under its run folder (one object used everywhere).
+
+    Patterns hold ``####``. ``work/<layer>/`` holds each layer's intermediate frames and timing
+    records; the delivered frames follow the shot's ``output`` pattern.
+    """
+
+    root: Path
+    stem: str
+    output: str
+
+    def _work(self, *parts: str) -> str:
+        return str(self.root.joinpath("work", *parts, f"{self.stem}.####.exr"))
+
+    @property
+    def render(self) -> str:
+        """The reduced render."""
+        return self._work("render")
+
+    @property
+    def reference(self) -> str:
+        """Full-quality renders of the check frames."""
+        return self._work("reference")
+
+    @property
+    def final(self) -> str:
+        """The delivered frames."""
+        return str(self.root / self.output)
+
+    @property
+    def fallback(self) -> str:
+        """Frames rendered for real because a stage withheld them."""
+        return self._work("fallback")
+
+    def stage(self, kind: str) -> str:
+        """A stage's output when another stage follows it."""
+        return self._work(kind)
+
+    def aux(self, layer: str) -> str:
+        """An aux render (e.g. guide passes) of the frames a stage makes."""
+        return self._work(layer)
+
+    def rejected(self, kind: str) -> str:
+        """Frames a stage withheld, kept for inspection."""
+        return self._work(kind, "rejected")
+
+    def verdicts_dir(self, kind: str) -> Path:
+        """Where a withholding stage's tasks write their confidence records."""
+        return self.root / "work" / kind
+
+    def fallback_stage(self, kind: str) -> str:
+        """A stage's output inside a fallback task, when another stage follows it."""
+        return self._work(f"fallback-{kind}")
+
+
+def run_layout(run_dir: Path, shot: Shot) -> RunLayout:
+    """The layout of the run of ``shot`` in ``run_dir``."""
+    return RunLayout(root=Path(run_dir), stem=shot.name.replace("/", "_"), output=shot.output)
 
 
 def task_id(layer: str, frames: list[int]) -> str:
@@ -119,7 +174,8 @@ def confidence_path(folder: str | Path, targets: list[int]) -> str:
 FRAMES_TOKEN = "{frames}"
 
 
-def compile_plan(plan: Plan, shot: Shot, *, plan_file: Path, shot_file: Path, run_dir: Path) -> JobGraph:
+def compile_plan(plan: Plan, shot: Shot, *, plan_file: Path, shot_file: Path, run_dir: Path,
+                 frames: Sequence[int] | None = None, layer_prefix: str = "") -> JobGraph:
     """Compile a plan into its job graph (no I/O).
 
     The frames rendered for real (every frame, or the keyframes when the plan has a frame step)
@@ -132,22 +188,29 @@ def compile_plan(plan: Plan, shot: Shot, *, plan_file: Path, shot_file: Path, ru
 
     Every task of a layer runs the same command but for ``--frames``: the layer's command has
     :data:`FRAMES_TOKEN` where a chunk's frames go (see :func:`farm_layers`).
+
+    ``frames`` restricts the graph to delivering those frames (calibration measures a plan on a
+    few): only the keyframes they need are rendered. ``layer_prefix`` goes in front of every
+    layer name (and so every task id), so several plans' graphs can be one job.
     """
     run_dir = Path(run_dir).absolute()
     layout = run_layout(run_dir, shot)
     scene = str(shot.scene_path(shot_file).absolute())
     plan_abs = str(Path(plan_file).absolute())
-    inbetween = plan.stage("inbetween")
-    frame_stages = [s for s in plan.stages if s.kind != "inbetween"]
+    maker = plan.keyframe_stage()
+    frame_stages = plan.frame_stages()
     tasks: list[Task] = []
 
     def make(layer: str, kind: str, stage: str, role: str, template: list[str], frames: list[int], *,
-             outputs: list[str], timing_dir: str, depends_on: list[str] = (), cores: int = 0, gpus: int = 0) -> Task:
+             outputs: list[str], timing_dir: str, depends_on: list[str] = (), cores: int = 0, gpus: int = 0,
+             **extra) -> Task:
+        layer = layer_prefix + layer
+        template = [layer if i > 0 and template[i - 1] == "--layer" else a for i, a in enumerate(template)]
         tid = task_id(layer, frames)
         argv = [format_frame_set(frames) if a == FRAMES_TOKEN else a for a in template]
         return Task(
             id=tid, layer=layer, kind=kind, stage=stage, role=role, frames=frames, depends_on=list(depends_on),
-            argv=argv, outputs=outputs, timing=timing_path(timing_dir, tid), cores=cores, gpus=gpus,
+            argv=argv, outputs=outputs, timing=timing_path(timing_dir, tid), cores=cores, gpus=gpus, **extra,
         )
 
     def render_template(layer: str, role: str, samples: int, pattern: str, with_passes: frozenset[str]) -> list[str]:
@@ -162,81 +225,123 @@ def compile_plan(plan: Plan, shot: Shot, *, plan_file: Path, shot_file: Path, ru
             argv += ["--threads", str(plan.threads)]
         return argv
 
-    def render_task(layer: str, role: str, frames: list[int], samples: int, pattern: str, passes: frozenset[str]) -> Task:
+    def render_task(layer: str, role: str, frames: list[int], samples: int, pattern: str, passes: frozenset[str],
+                    stage: str = "render") -> Task:
         return make(
-            layer, "render", "guide" if layer == "guide" else "render", role,
-            render_template(layer, role, samples, pattern, passes), frames,
+            layer, "render", stage, role, render_template(layer, role, samples, pattern, passes), frames,
             outputs=[str(frame_path(pattern, f)) for f in frames], timing_dir=str(Path(pattern).parent),
             cores=plan.threads or 0,
         )
 
-    rendered = plan.keyframes(shot) if inbetween else shot.frames.frames
+    delivered = sorted(set(frames)) if frames is not None else shot.frames.frames
+    outside = [f for f in delivered if not shot.frames.start <= f <= shot.frames.end]
+    if outside:
+        raise ConfigError(f"frames {outside} are outside the shot's frames {shot.frames.start}-{shot.frames.end}")
+    rendered = _rendered(plan.keyframes(shot), delivered) if maker else delivered
     render_chunks = chunk(rendered, plan.chunk_size)
-    last_of_chunk: list[Task] = []
+    # Per chain level, the task of each render chunk (level 0: the render itself).
+    # With no stage working on rendered frames, the render itself is delivered.
+    source = layout.render if frame_stages else layout.final
+    levels: list[list[Task]] = [[]]
     for frames in render_chunks:
-        upstream = render_task("render", "plan", frames, plan.samples_for(shot), layout["render"], plan.passes())
-        tasks.append(upstream)
-        source = layout["render"]
-        for index, stage in enumerate(frame_stages):
-            last = index == len(frame_stages) - 1
-            target = layout["final"] if last else str(run_dir / "work" / stage.kind / Path(layout["render"]).name)
-            template = [
-                "run", stage.kind, "--layer", stage.kind, "--plan", plan_abs,
-                "--input", source, "--output", target, "--frames", FRAMES_TOKEN,
-            ]
-            tasks.append(make(
-                stage.kind, "stage", stage.kind, "plan", template, frames, depends_on=[upstream.id],
+        levels[0].append(render_task("render", "plan", frames, plan.samples_for(shot), source, plan.passes()))
+    for index, stage in enumerate(frame_stages):
+        described = descriptor_of(stage)
+        last = index == len(frame_stages) - 1
+        target = layout.final if last else layout.stage(stage.kind)
+        template = [
+            "run", stage.kind, "--layer", stage.kind, "--plan", plan_abs,
+            "--input", source, "--output", target, "--frames", FRAMES_TOKEN,
+        ]
+        level = []
+        for position, frames in enumerate(render_chunks):
+            depends = [levels[-1][position].id]
+            if described.mode == "window":
+                # A window of neighbours reaches into the chunks around this one.
+                lo, hi = frames[0] - described.window, frames[-1] + described.window
+                depends += [t.id for other, t in enumerate(levels[-1])
+                            if other != position and t.frames[-1] >= lo and t.frames[0] <= hi]
+            level.append(make(
+                stage.kind, "stage", stage.kind, "plan", template, frames, depends_on=depends,
                 outputs=[str(frame_path(target, f)) for f in frames], timing_dir=str(Path(target).parent),
-                gpus=0 if stage.device == "cpu" else 1,
+                gpus=1 if stage.uses_gpu() else 0, reads="window" if described.mode == "window" else "frame",
+                window=described.window if described.mode == "window" else 0,
             ))
-            upstream, source = tasks[-1], target
-        last_of_chunk.append(upstream)
+        levels.append(level)
+        source = target
+    # Chunk by chunk, so each chunk's chain is listed together (the farms' files keep this order).
+    for position in range(len(render_chunks)):
+        tasks += [level[position] for level in levels]
+    last_of_chunk = levels[-1]
 
-    if inbetween is not None:
-        keyed = layout["final"] if frame_stages else layout["render"]
+    if maker is not None:
+        keyed = source
         keys = set(rendered)
+        wanted = set(delivered)
         key_set = format_frame_set(rendered)
-        confidence_dir = str(Path(layout["rejected"]).parent.parent)
+        verdicts_dir = str(layout.verdicts_dir(maker.kind))
+        aux = maker.aux_render()
+        maker_descriptor = descriptor_of(maker)
+        withholds = maker_descriptor.withholds
         for index, frames in enumerate(render_chunks):
             has_next = index + 1 < len(render_chunks)
             span_end = render_chunks[index + 1][0] if has_next else frames[-1]
-            targets = [f for f in range(frames[0], span_end + 1) if f not in keys]
+            targets = [f for f in range(frames[0], span_end + 1) if f not in keys and f in wanted]
             if not targets:
                 continue
             depends = [last_of_chunk[index].id] + ([last_of_chunk[index + 1].id] if has_next else [])
             template = [
-                "run", "inbetween", "--layer", "inbetween", "--plan", plan_abs,
-                "--input", keyed, "--output", layout["final"], "--frames", FRAMES_TOKEN, "--keys", key_set,
-                "--confidence-dir", confidence_dir, "--rejected", layout["rejected"],
+                "run", maker.kind, "--layer", maker.kind, "--plan", plan_abs,
+                "--input", keyed, "--output", layout.final, "--frames", FRAMES_TOKEN, "--keys", key_set,
             ]
-            if inbetween.guided:
-                guide = render_task("guide", "plan", targets, inbetween.guide_samples, layout["guide"],
-                                    frozenset({"albedo", "depth", "motion", "normal"}))
-                tasks.append(guide)
-                depends.append(guide.id)
-                template += ["--guide", layout["guide"]]
+            if withholds:
+                template += ["--confidence-dir", verdicts_dir, "--rejected", layout.rejected(maker.kind)]
+            if aux is not None:
+                aux_task = render_task(aux.layer, "plan", targets, aux.samples, layout.aux(aux.layer), aux.passes,
+                                       stage=aux.layer)
+                tasks.append(aux_task)
+                depends.append(aux_task.id)
+                if maker_descriptor.aux_flag is None:
+                    raise ConfigError(f"stage {maker_descriptor.key} asks for an aux render but declares no aux_flag")
+                template += [maker_descriptor.aux_flag, layout.aux(aux.layer)]
             # Frames that pass go to the final pattern; the confidence record lists the others.
-            inb = make("inbetween", "stage", "inbetween", "plan", template, targets, depends_on=depends,
-                       outputs=[confidence_path(confidence_dir, targets)], timing_dir=str(Path(layout["final"]).parent),
-                       gpus=0 if inbetween.device == "cpu" else 1)
-            tasks.append(inb)
+            verdicts = confidence_path(verdicts_dir, targets) if withholds else None
+            made = make(maker.kind, "stage", maker.kind, "plan", template, targets, depends_on=depends,
+                        outputs=[verdicts] if verdicts else [str(frame_path(layout.final, f)) for f in targets],
+                        timing_dir=str(Path(layout.final).parent), gpus=1 if maker.uses_gpu() else 0,
+                        reads="keyframes", aux_layer=aux.layer if aux else None, verdicts=verdicts)
+            tasks.append(made)
+            if not withholds:
+                continue
             fallback_template = [
                 "run", "fallback", "--layer", "fallback", "--plan", plan_abs, "--run-dir", str(run_dir),
-                "--frames", FRAMES_TOKEN, "--confidence-dir", confidence_dir,
+                "--frames", FRAMES_TOKEN, "--confidence-dir", verdicts_dir,
             ]
             tasks.append(make(
-                "fallback", "fallback", "fallback", "plan", fallback_template, targets, depends_on=[inb.id],
-                outputs=[str(frame_path(layout["final"], f)) for f in targets],
-                timing_dir=str(Path(layout["fallback"]).parent), cores=plan.threads or 0,
+                "fallback", "fallback", "fallback", "plan", fallback_template, targets, depends_on=[made.id],
+                outputs=[str(frame_path(layout.final, f)) for f in targets],
+                timing_dir=str(Path(layout.fallback).parent), cores=plan.threads or 0,
             ))
 
     # Full-quality reference renders of the check frames: the evidence behind the report.
     for frames in chunk(sorted(plan.check_frames), plan.chunk_size):
-        tasks.append(render_task("reference", "reference", frames, shot.samples, layout["reference"], frozenset()))
+        tasks.append(render_task("reference", "reference", frames, shot.samples, layout.reference, frozenset()))
 
     return JobGraph(
         name=shot.name, run_dir=str(run_dir), plan_file=plan_abs, shot_file=str(Path(shot_file).absolute()), tasks=tasks
     )
+
+
+def _rendered(keyframes: list[int], delivered: list[int]) -> list[int]:
+    """The keyframes to render to deliver ``delivered``: those among them, and the two around each other frame."""
+    keys = set(keyframes)
+    needed = set()
+    for frame in delivered:
+        if frame in keys:
+            needed.add(frame)
+        else:
+            needed |= {max(k for k in keyframes if k < frame), min(k for k in keyframes if k > frame)}
+    return sorted(needed)
 
 
 @dataclass(frozen=True)
@@ -289,13 +394,15 @@ class FarmLayer:
         return size if chunk(self.frames, size) == self.chunks else None
 
 
-def _needed(dependency_frames: list[int], same_frame: bool, frame: int) -> list[int]:
+def _needed(dependency_frames: list[int], reads: str, window: int, frame: int) -> list[int]:
     """The frames of a dependency layer that ``frame`` needs: the same frame (when the dependency
-    has it), or for inbetween (``same_frame`` False) the keyframes around it."""
-    if not same_frame:
+    has it), the frames within ``window`` of it, or the keyframes around it."""
+    if reads == "keyframes":
         before = [f for f in dependency_frames if f <= frame]
         after = [f for f in dependency_frames if f >= frame]
         return ([max(before)] if before else []) + ([min(after)] if after else [])
+    if reads == "window":
+        return [f for f in dependency_frames if abs(f - frame) <= window]
     return [frame] if frame in dependency_frames else []
 
 
@@ -323,9 +430,9 @@ def farm_layers(graph: JobGraph) -> list[FarmLayer]:
         for task in tasks:
             for dep_layer in {by_id[d].layer for d in task.depends_on}:
                 dep_frames = sorted(f for d in task.depends_on if by_id[d].layer == dep_layer for f in by_id[d].frames)
-                same_frame = not (task.stage == "inbetween" and dep_layer != "guide")
+                reads = "frame" if dep_layer == task.aux_layer else task.reads
                 for frame in task.frames:
-                    for needed in _needed(dep_frames, same_frame, frame):
+                    for needed in _needed(dep_frames, reads, task.window, frame):
                         lo_hi = offsets.setdefault(dep_layer, [needed - frame, needed - frame])
                         lo_hi[0], lo_hi[1] = min(lo_hi[0], needed - frame), max(lo_hi[1], needed - frame)
         layers.append(FarmLayer(

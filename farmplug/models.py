@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SerializeAsAny, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails
 
 from farmplug.errors import ConfigError
 from farmplug.frames import keyframe_grid, parse_frames
 from farmplug.schema import StrictModel, load_model
+from farmplug.stages.base import StageConfig
+from farmplug.stages.registry import StageChoiceError, default_stages, descriptor_of, descriptors, parse_stage_config
 
 _FRAME_TOKEN = re.compile(r"#+|%0?\d*d")
 
@@ -66,54 +69,6 @@ class Shot(StrictModel):
         return scene
 
 
-class DenoiseConfig(StrictModel):
-    """Denoise stage settings (backend ``oidn``: Intel Open Image Denoise)."""
-
-    kind: Literal["denoise"] = "denoise"
-    backend: Literal["oidn"] = "oidn"
-    quality: Literal["default", "fast", "balanced", "high"] = "high"
-    clean_aux: bool = Field(default=False, description="albedo/normal are noise-free (skip prefiltering them)")
-    prefilter_aux: bool = Field(
-        default=True, description="noisy albedo/normal: prefilter them (True, ~3x cost) or pass them as noisy (False)"
-    )
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    missing_aux: Literal["warn", "error"] = Field(
-        default="warn", description="when albedo/normal are missing: denoise without them (warn) or fail (error)"
-    )
-
-    @property
-    def needs(self) -> frozenset[str]:
-        """Render passes this stage wants."""
-        return frozenset({"albedo", "normal"})
-
-
-class InbetweenConfig(StrictModel):
-    """Inbetween stage settings: interpolate the frames between rendered keyframes.
-
-    Backend ``splat``: forward splatting along the renderer's own motion vectors, depth-ordered,
-    with a per-frame confidence score; frames under ``confidence_threshold`` are re-rendered.
-    """
-
-    kind: Literal["inbetween"] = "inbetween"
-    backend: Literal["splat"] = "splat"
-    confidence_threshold: float = Field(
-        default=0.6, ge=0, le=1, description="frames scoring below this are re-rendered for real"
-    )
-    guided: bool = Field(default=False, description="render cheap aux passes of the in-between frames to guide them")
-    guide_samples: int = Field(default=2, ge=1, le=16, description="samples per pixel of the guide aux render")
-    fallback: Literal["render", "error"] = Field(
-        default="render", description="frames that fail the check (or keyframes missing passes): render them, or stop"
-    )
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-
-    @property
-    def needs(self) -> frozenset[str]:
-        return frozenset({"depth", "motion"})
-
-
-StageConfig = Annotated[DenoiseConfig | InbetweenConfig, Field(discriminator="kind")]
-
-
 class QualityTarget(StrictModel):
     flip_mean_max: float = Field(default=0.1, gt=0, le=1, description="mean HDR-FLIP allowed on check frames")
 
@@ -126,25 +81,61 @@ class Plan(StrictModel):
     samples_factor: float = Field(gt=0, le=1, description="plan samples = full samples x factor")
     resolution_scale: float = Field(default=1.0, gt=0, le=1)
     frame_step: int = Field(default=1, ge=1)
-    stages: list[StageConfig] = Field(default_factory=lambda: [DenoiseConfig()])
+    stages: list[SerializeAsAny[StageConfig]] = Field(
+        default_factory=default_stages, description="the stages after the render, in chain order; each names its kind"
+    )
     quality_target: QualityTarget = Field(default_factory=QualityTarget)
     check_frames: list[int] = Field(default_factory=list, description="frames rendered at full quality as evidence")
     chunk_size: int = Field(default=8, ge=1, description="frames per farm task")
     threads: int | None = Field(default=None, ge=1, description="render threads (None: all cores)")
 
+    @field_validator("stages", mode="wrap")
+    @classmethod
+    def _stage_configs(cls, value, handler):
+        """Each item is validated by the config model of the stage its ``kind`` names (from the registry)."""
+        if not isinstance(value, list):
+            return handler(value)
+        configs, errors = [], []
+        for index, item in enumerate(value):
+            try:
+                configs.append(parse_stage_config(item))
+            except ValidationError as err:
+                errors += [InitErrorDetails(type=e["type"], loc=(index, *e["loc"]), input=e["input"], ctx=e.get("ctx", {}))
+                           for e in err.errors()]
+            except StageChoiceError as err:
+                errors.append(InitErrorDetails(type="value_error", loc=(index, err.field), input=item.get(err.field),
+                                               ctx={"error": str(err)}))
+            except ValueError as err:
+                errors.append(InitErrorDetails(type="value_error", loc=(index,), input=item, ctx={"error": str(err)}))
+        if errors:
+            raise ValidationError.from_exception_data("Plan", errors)
+        return handler(configs)
+
     @model_validator(mode="after")
     def _supported(self) -> Plan:
-        if self.resolution_scale != 1.0:
-            raise ValueError("resolution_scale below 1 needs the upscale stage, which this version does not have")
-        kinds = [s.kind for s in self.stages]
-        if self.frame_step != 1 and "inbetween" not in kinds:
-            raise ValueError("frame_step above 1 needs an inbetween stage (kind: inbetween) to fill the frames between")
-        if self.frame_step == 1 and "inbetween" in kinds:
-            raise ValueError("the inbetween stage needs frame_step of 2 or more")
-        if "inbetween" in kinds and kinds[-1] != "inbetween":
-            raise ValueError(f"the inbetween stage must come last (after denoise), got {kinds}")
+        chain = [descriptor_of(s) for s in self.stages]
+        kinds = [d.kind for d in chain]
         if len(set(kinds)) != len(kinds):
             raise ValueError(f"each stage may appear once, got {kinds}")
+        scale = 1
+        for d in chain:
+            scale *= d.scale
+        if abs(self.resolution_scale * scale - 1) > 1e-9:
+            if scale == 1:
+                raise ValueError(f"resolution_scale {self.resolution_scale} needs a stage that upscales (none of {kinds} does)")
+            raise ValueError(f"resolution_scale {self.resolution_scale} does not match the stages' scale x{scale}")
+        makers = [d.kind for d in chain if d.mode == "keyframes"]
+        if self.frame_step != 1 and not makers:
+            able = [d.kind for d in descriptors() if d.mode == "keyframes"]
+            raise ValueError("frame_step above 1 needs a stage that makes the frames between keyframes"
+                             + (f" (kind: {' or '.join(able)})" if able else " (none is installed)"))
+        if self.frame_step == 1 and makers:
+            raise ValueError(f"the {makers[0]} stage needs frame_step of 2 or more")
+        expected = sorted(chain, key=lambda d: d.order)
+        if kinds != [d.kind for d in expected]:
+            raise ValueError(f"stages run in chain order {[d.kind for d in expected]}, got {kinds}")
+        if makers and chain[-1].mode != "keyframes":
+            raise ValueError(f"the {makers[0]} stage makes frames between keyframes and must come last, got {kinds}")
         return self
 
     def stage(self, kind: str):
@@ -159,10 +150,16 @@ class Plan(StrictModel):
         return max(1, round(shot.samples * self.samples_factor))
 
     def passes(self) -> frozenset[str]:
-        needed: set[str] = set()
-        for stage in self.stages:
-            needed |= stage.needs
-        return frozenset(needed)
+        """Render passes every stage of the chain needs from the reduced render."""
+        return frozenset().union(*(s.passes() for s in self.stages))
+
+    def keyframe_stage(self) -> StageConfig | None:
+        """The stage that makes the frames between keyframes (``mode="keyframes"``), or None."""
+        return next((s for s in self.stages if descriptor_of(s).mode == "keyframes"), None)
+
+    def frame_stages(self) -> list[StageConfig]:
+        """The stages that work on rendered frames (every stage but the keyframe one), in chain order."""
+        return [s for s in self.stages if descriptor_of(s).mode != "keyframes"]
 
 
 class FrameConfidence(StrictModel):
@@ -188,6 +185,23 @@ class ConfidenceRecord(StrictModel):
         return [f.frame for f in self.frames if not f.passed]
 
 
+def plan_json_schema() -> dict:
+    """The plan's JSON Schema, its ``stages`` items being one of the registered stages' config schemas."""
+    schema = Plan.model_json_schema()
+    defs = schema.setdefault("$defs", {})
+    defs.pop("StageConfig", None)
+    choices, mapping = [], {}
+    for d in descriptors():
+        sub = d.config.model_json_schema(ref_template="#/$defs/{model}")
+        defs.update(sub.pop("$defs", {}))
+        defs[d.config.__name__] = sub
+        ref = f"#/$defs/{d.config.__name__}"
+        choices.append({"$ref": ref})
+        mapping.setdefault(d.kind, ref)
+    schema["properties"]["stages"]["items"] = {"oneOf": choices, "discriminator": {"propertyName": "kind", "mapping": mapping}}
+    return schema
+
+
 def load_shot(path: str | Path) -> Shot:
     """Read a shot YAML.
 
@@ -204,7 +218,13 @@ def load_plan(path: str | Path) -> tuple[Plan, Shot, Path]:
         ConfigError: either file is bad, or a check frame lies outside the shot.
     """
     path = Path(path)
-    plan = load_model(Plan, path)
+    try:
+        plan = load_model(Plan, path)
+    except ConfigError:
+        if _is_a_shot(path):
+            raise ConfigError("this is a shot file, not a plan: write its plan first with "
+                              f"`farmplug plan {path}` or `farmplug calibrate {path}`", path=path) from None
+        raise
     shot_file = Path(plan.shot).expanduser()
     if not shot_file.is_absolute():
         shot_file = path.parent / shot_file
@@ -215,6 +235,14 @@ def load_plan(path: str | Path) -> tuple[Plan, Shot, Path]:
             f"check_frames {outside} are outside the shot's frames {shot.frames.start}-{shot.frames.end}", path=path
         )
     return plan, shot, shot_file
+
+
+def _is_a_shot(path: Path) -> bool:
+    try:
+        load_model(Shot, path)
+    except ConfigError:
+        return False
+    return True
 
 
 def default_check_frames(shot: Shot, count: int = 3, *, avoid: frozenset[int] = frozenset()) -> list[int]:
@@ -231,8 +259,6 @@ def default_check_frames(shot: Shot, count: int = 3, *, avoid: frozenset[int] = 
 
 
 __all__ = [
-    "DenoiseConfig",
-    "InbetweenConfig",
     "Plan",
     "QualityTarget",
     "Shot",

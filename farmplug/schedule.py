@@ -437,11 +437,10 @@ def namespaced(prefix: str, tasks: Iterable[Schedulable], durations: Mapping[str
 
 # --- timeline ---------------------------------------------------------------------------------
 
-_STAGE_COLOURS = {
-    "render": "#4e79a7", "guide": "#76b7b2", "denoise": "#f28e2b", "upscale": "#59a14f",
-    "inbetween": "#e15759", "fallback": "#b07aa1",
-}
-_MORE_COLOURS = ("#edc948", "#ff9da7", "#9c755f", "#bab0ac", "#86bcb6", "#d37295")
+#: Colours in pipeline order (Tableau 10): the render first, fallback renders and calibration last.
+_PALETTE = ("#4e79a7", "#76b7b2", "#f28e2b", "#59a14f", "#e15759", "#edc948", "#ff9da7", "#9c755f", "#bab0ac",
+            "#86bcb6", "#d37295")
+_LAST_COLOURS = {"fallback": "#b07aa1", "calibration": "#9c755f"}
 _UNITS = (("s", 1.0), ("min", 60.0), ("h", 3600.0), ("d", 86400.0))
 
 
@@ -469,15 +468,14 @@ def _fmt(value: float) -> str:
 
 
 def stage_colours(stages: Iterable[str]) -> dict[str, str]:
-    """The colour of each stage: fixed for the known ones, then a palette in sorted order."""
+    """The colour of each stage, from a palette in pipeline order (the same stages, the same colours)."""
+    from farmplug.stages.registry import display_rank
+
     colours = {}
-    extra = 0
-    for stage in sorted(set(stages)):
-        if stage in _STAGE_COLOURS:
-            colours[stage] = _STAGE_COLOURS[stage]
-        else:
-            colours[stage] = _MORE_COLOURS[extra % len(_MORE_COLOURS)]
-            extra += 1
+    ordered = [s for s in sorted(set(stages), key=display_rank) if s not in _LAST_COLOURS]
+    for index, stage in enumerate(ordered):
+        colours[stage] = _PALETTE[index % len(_PALETTE)]
+    colours.update({s: c for s, c in _LAST_COLOURS.items() if s in set(stages)})
     return colours
 
 

@@ -20,28 +20,20 @@ import OpenImageIO as oiio
 
 from farmplug import __version__
 from farmplug.errors import FarmplugError, MissingPassError
-from farmplug.frames import keyframe_grid
+from farmplug.frames import keyframe_span as split_span  # noqa: F401 - the stage's own name for it
+from farmplug.frames import targets_between  # noqa: F401
 from farmplug.imageio import Frame, Part, read_frame, write_frame
 from farmplug.imageio.channels import layer_kind, split_channel
-from farmplug.models import ConfidenceRecord, FrameConfidence, InbetweenConfig
+from farmplug.inbetween.config import DESCRIPTOR, InbetweenConfig
+from farmplug.models import ConfidenceRecord, FrameConfidence
 from farmplug.render.base import frame_path
-from farmplug.stages.base import StageDescriptor
+from farmplug.stages.base import KeyframeJob
 from farmplug.timing import FrameTiming, Stopwatch, TimingRecord
 
 log = logging.getLogger(__name__)
 
 CONFIDENCE_PART = "farmplug.confidence"
 CONFIDENCE_CHANNEL = "farmplug.confidence.V"
-
-DESCRIPTOR = StageDescriptor(
-    name="inbetween",
-    backend="splat",
-    required_features=frozenset({"color", "depth", "motion"}),
-    optional_features=frozenset({"alpha", "albedo", "normal"}),
-    temporal_window=2,
-    devices=("cpu", "cuda"),
-)
-
 
 @dataclass(frozen=True)
 class ChannelGroup:
@@ -142,39 +134,6 @@ def frame_from(template: Frame, result, confidence_part: bool = True) -> Frame:
         spec.attribute("compression", "zip")
         parts.append(Part(spec, np.asarray(result.confidence, dtype=np.float32)[..., None]))
     return Frame(tuple(parts), path=None, vocabulary=template.vocabulary)
-
-
-def split_span(frames: Sequence[int], step: int) -> tuple[list[int], list[int]]:
-    """Keyframes (every ``step``-th from the first, and the last) and the frames between them.
-
-    Raises:
-        FarmplugError: fewer than two frames, or a step below 2.
-    """
-    frames = sorted(frames)
-    if step < 2:
-        raise FarmplugError(f"--step must be 2 or more, got {step}")
-    if len(frames) < 2 or frames != list(range(frames[0], frames[-1] + 1)):
-        raise FarmplugError("inbetween needs a contiguous frame range A-B with at least two frames")
-    keys = keyframe_grid(frames, step)
-    targets = [f for f in frames if f not in set(keys)]
-    return keys, targets
-
-
-def targets_between(frames: Sequence[int], keys: Sequence[int]) -> tuple[list[int], list[int]]:
-    """The frames of ``frames`` that are not keyframes, and the keyframes they are made from.
-
-    Raises:
-        FarmplugError: a frame has no keyframe before or after it.
-    """
-    keys = sorted(set(keys))
-    targets = sorted(f for f in set(frames) if f not in set(keys))
-    if not targets:
-        raise FarmplugError("no frames to make: every frame given is a keyframe")
-    outside = [t for t in targets if t < keys[0] or t > keys[-1]]
-    if outside:
-        raise FarmplugError(f"frames {outside} have no keyframe on both sides (keyframes {keys[0]}-{keys[-1]})")
-    needed = sorted({max(k for k in keys if k < t) for t in targets} | {min(k for k in keys if k > t) for t in targets})
-    return needed, targets
 
 
 def run_inbetween(
@@ -283,10 +242,29 @@ def run_inbetween(
 
 
 class SplatInbetweenStage:
-    """Registry entry of the inbetween stage: its descriptor and settings (it runs over keyframe
-    pairs through :func:`run_inbetween`, not frame by frame)."""
+    """The inbetween stage as the core runs it (``mode="keyframes"``): one task makes the frames
+    between its keyframes through :func:`run_inbetween`."""
 
     descriptor = DESCRIPTOR
 
     def __init__(self, config: InbetweenConfig | None = None) -> None:
         self.config = config or InbetweenConfig()
+
+    def open(self) -> None:
+        """Import the interpolation core (torch) once, before anything is timed."""
+        import farmplug.inbetween.interpolate  # noqa: F401
+
+    def run(self, job: KeyframeJob, progress: Callable[[int], None] | None = None) -> tuple[TimingRecord, ConfidenceRecord]:
+        """Make ``job.targets`` from ``job.keys`` (see :func:`run_inbetween`).
+
+        Raises:
+            FarmplugError: as :func:`run_inbetween`.
+        """
+        return run_inbetween(
+            self.config, input_pattern=job.input_pattern, output_pattern=job.output_pattern, keys=job.keys,
+            targets=job.targets, guide_pattern=job.aux_pattern, rejected_pattern=job.rejected_pattern,
+            task=job.task, plan=job.plan, progress=progress,
+        )
+
+    def close(self) -> None:
+        """Nothing to release: the interpolation holds no device between tasks."""

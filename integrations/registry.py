@@ -1,17 +1,14 @@
-"""Explicit registry of farm backends: built-ins one per line, third parties through entry points.
+"""The farm backends: built-ins one per line, third parties through the ``farmplug.farms`` entry points.
 
-Backends are named by import path so that choosing one imports only it.
+The same registry as the stages' (:mod:`farmplug.plugins`): backends are named by import path so
+that choosing one imports only it; a plugin that shadows a built-in, or fails to import, is logged
+with both names and skipped; ``FARMPLUG_NO_PLUGINS=1`` leaves the built-ins only.
 """
 
 from __future__ import annotations
 
-import importlib
-import logging
-from importlib.metadata import entry_points
-
 from farmplug.errors import FarmplugError
-
-log = logging.getLogger(__name__)
+from farmplug.plugins import Registry
 
 ENTRY_POINT_GROUP = "farmplug.farms"
 
@@ -25,15 +22,18 @@ BUILTIN_FARMS: dict[str, str] = {
 }
 
 
-def _discover() -> dict[str, str]:
-    found = dict(BUILTIN_FARMS)
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        found.setdefault(ep.name, ep.value)
-    return found
+def _check(value: object) -> type:
+    if not isinstance(value, type) or not callable(getattr(value, "compile", None)) or not callable(getattr(value, "submit", None)):
+        raise TypeError(f"expected a farm backend class with compile() and submit(), got {value!r}")
+    return value
+
+
+FARMS: Registry[type] = Registry("farm", ENTRY_POINT_GROUP, BUILTIN_FARMS, check=_check)
 
 
 def available_farms() -> list[str]:
-    return sorted(_discover())
+    """Every farm backend that loads."""
+    return FARMS.names()
 
 
 def create_farm(name: str):
@@ -42,14 +42,8 @@ def create_farm(name: str):
     Raises:
         FarmplugError: unknown name (lists the valid ones) or a backend that cannot be imported.
     """
-    known = _discover()
-    if name not in known:
-        raise FarmplugError(f"unknown farm {name!r}; available: {', '.join(sorted(known))}")
-    module_name, _, attr = known[name].partition(":")
+    backend = FARMS.load(name)
     try:
-        return getattr(importlib.import_module(module_name), attr)()
-    except (ImportError, AttributeError) as err:
-        if name in BUILTIN_FARMS:
-            raise FarmplugError(f"farm backend {name} cannot be loaded: {err}") from err
-        log.warning("farm plugin %s (%s) is broken and was skipped: %s", name, known[name], err)
-        raise FarmplugError(f"farm plugin {name} is broken: {err}") from err
+        return backend()
+    except TypeError as err:
+        raise FarmplugError(f"farm backend {name} cannot be created: {err}") from err

@@ -28,14 +28,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 from pathlib import Path
 from typing import Literal
 
 import yaml
+from package_layout import ROOT, assemble, package_dirs
 from pydantic import BaseModel, ConfigDict, Field
 
-ROOT = Path(__file__).resolve().parents[1]
 MUTANTS_FILE = ROOT / "tests" / "mutants.yaml"
 
 
@@ -84,11 +83,6 @@ def project_files() -> list[str]:
     return [p for p in out.split("\0") if p and (ROOT / p).is_file()]
 
 
-def package_dirs() -> dict[str, str]:
-    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    return config["tool"]["setuptools"]["package-dir"]
-
-
 def make_copy(dest: Path, files: list[str], ref: str | None = None) -> tuple[Path, Path]:
     """Copy the project (the working tree, or the commit ``ref``) into ``dest/repo``; returns (repo, site)."""
     repo, site = dest / "repo", dest / "site"
@@ -111,11 +105,8 @@ def assemble_site(repo: Path, site: Path) -> None:
     directory, which Python puts ahead of ``PYTHONPATH``, and a ``farmplug`` there (without the
     mapped sub-packages) would send ``farmplug.denoise`` and the others to the editable install.
     """
-    mapping = package_dirs()
-    for package, folder in sorted(mapping.items(), key=lambda item: item[0].count(".")):
-        target = site / Path(*package.split("."))
-        shutil.copytree(repo / folder, target, dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns("__pycache__"))
+    mapping = package_dirs(repo)
+    assemble(repo, site)
     for package, folder in mapping.items():
         if "." not in package and (repo / folder).is_dir():
             shutil.rmtree(repo / folder)
@@ -144,7 +135,7 @@ def environment(repo: Path, site: Path) -> dict[str, str]:
 
 def check_isolation(repo: Path, site: Path, env: dict[str, str]) -> None:
     """The copy, not the editable install, must be what ``import farmplug.*`` finds."""
-    packages = sorted(package_dirs())
+    packages = sorted(package_dirs(repo))
     probe = f"import importlib; print(*(importlib.import_module(p).__file__ for p in {packages!r}))"
     found = subprocess.run([sys.executable, "-c", probe], cwd=repo, env=env, capture_output=True, text=True)
     if found.returncode != 0 or not all(f.startswith(str(site)) for f in found.stdout.split()):

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from farmplug.denoise.config import DenoiseConfig
 from farmplug.graph import JobGraph, compile_plan
-from farmplug.models import DenoiseConfig, FrameRangeModel, InbetweenConfig, Plan, Resolution, Shot
+from farmplug.inbetween.config import InbetweenConfig
+from farmplug.models import FrameRangeModel, Plan, Resolution, Shot
 
 HOSTILE = "sh 010 \"q\" 'x' $HOME `id`; rm -rf /\nnext"
 
@@ -18,7 +20,10 @@ def _graph(name: str, root: str, *, frames: int, step: int, guided: bool = False
         name=name, scene=f"{root}/scene/{name}.blend", frames=FrameRangeModel(start=1, end=frames),
         resolution=Resolution(width=320, height=180), samples=1024, output=f"frames/{name}.####.exr",
     )
-    stages = [DenoiseConfig()] + ([InbetweenConfig(guided=guided)] if step > 1 else [])
+    # The frame-step case asks for CUDA, so the GPU requests of every farm are in the golden files;
+    # the others run where they land (``auto``), asking for no GPU.
+    device = "cuda" if step > 1 else "auto"
+    stages = [DenoiseConfig(device=device)] + ([InbetweenConfig(guided=guided, device=device)] if step > 1 else [])
     plan = Plan(shot="shot.yaml", samples_factor=1 / 32, frame_step=step, stages=stages, chunk_size=4,
                 check_frames=[2, frames] if step > 1 else [1, frames])
     return compile_plan(plan, shot, plan_file=Path(f"{root}/plan.yaml"), shot_file=Path(f"{root}/shot.yaml"),

@@ -7,8 +7,8 @@ and farm time when prices and capacity are given (imported from its module, not 
 ``import farmplug.report`` light).
 """
 
+from farmplug.imageio.thumbnails import error_map_png, tonemap_png
 from farmplug.report.html import render_html, write_report
-from farmplug.report.images import error_map_png, tonemap_png
 from farmplug.report.model import (
     FrameQuality,
     MachineInfo,

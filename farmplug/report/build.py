@@ -143,21 +143,29 @@ def load_confidence(graph: JobGraph) -> dict[int, FrameConfidence]:
     """
     verdicts: dict[int, FrameConfidence] = {}
     for task in graph.tasks:
-        if task.stage != "inbetween":
+        if not task.verdicts:
             continue
-        path = Path(task.outputs[0])
         try:
-            record = load_model(ConfidenceRecord, path)
+            record = load_model(ConfidenceRecord, task.verdicts)
         except ConfigError as err:
             raise FarmplugError(f"confidence record of task {task.id} is missing or corrupt: {err}") from None
         verdicts.update({v.frame: v for v in record.frames})
     return verdicts
 
 
+def load_thresholds(graph: JobGraph) -> list[float]:
+    """The confidence thresholds the withholding tasks applied (from their records)."""
+    found = set()
+    for task in graph.tasks:
+        if task.verdicts and Path(task.verdicts).is_file():
+            found.add(load_model(ConfidenceRecord, task.verdicts).threshold)
+    return sorted(found)
+
+
 def measure_check_frames(graph: JobGraph, shot: Shot, plan: Plan, out_dir: Path, verdicts: dict[int, FrameConfidence]):
     """Quality of the delivered frames (and of the reduced render before post) against the references."""
+    from farmplug.imageio.thumbnails import error_map_png, tonemap_png
     from farmplug.quality import measure
-    from farmplug.report.images import error_map_png, tonemap_png
     from farmplug.report.model import FrameQuality, QualityFigures, QualitySummary
 
     layout = run_layout(Path(graph.run_dir), shot)
@@ -166,14 +174,15 @@ def measure_check_frames(graph: JobGraph, shot: Shot, plan: Plan, out_dir: Path,
     for frame in sorted(plan.check_frames):
         verdict = verdicts.get(frame)
         source = "rendered" if verdict is None else ("interpolated" if verdict.passed else "fallback")
-        ref = read_frame(frame_path(layout["reference"], frame)).feature("color")
-        result = read_frame(frame_path(layout["final"], frame)).feature("color")
+        ref = read_frame(frame_path(layout.reference, frame)).feature("color")
+        result = read_frame(frame_path(layout.final, frame)).feature("color")
         if ref.shape != result.shape:
             raise FarmplugError(f"frame {frame}: result {result.shape[:2]} and reference {ref.shape[:2]} differ in size")
         res_q, err_map = measure(ref, result, error_map=True)
         names = {k: f"thumbs/{shot.name}.{frame:04d}.{k}.png" for k in ("reference", "before_post", "result", "flip")}
         before_q = None
-        reduced = {"rendered": layout["render"], "fallback": layout["fallback"]}.get(source)
+        # The reduced render before the stages ran (nothing to compare when no stage works on rendered frames).
+        reduced = {"rendered": layout.render, "fallback": layout.fallback}.get(source) if plan.frame_stages() else None
         if reduced is not None:
             before = read_frame(frame_path(reduced, frame)).feature("color")
             before_q = measure(ref, before) if before.shape == ref.shape else None
@@ -211,20 +220,20 @@ def inbetween_summary(graph: JobGraph, records: dict[str, TimingRecord], shot: S
     """What the frame step saved, and which frames went back to render."""
     from farmplug.report.model import InbetweenSummary
 
-    inbetween = plan.stage("inbetween")
-    if inbetween is None:
+    if plan.keyframe_stage() is None:
         return None
     keys = plan.keyframes(shot)
-    # Measured cost per keyframe of the reduced render and its per-frame post stages.
+    # Measured cost per keyframe of the reduced render and its per-frame stages (not the frames made
+    # between keyframes, their aux renders or their fallbacks).
     keyed = [records[t.id] for t in graph.tasks
-             if t.role == "plan" and t.kind in ("render", "stage") and t.stage not in ("inbetween", "guide")]
+             if t.role == "plan" and ((t.kind == "render" and t.stage == "render") or (t.kind == "stage" and t.reads != "keyframes"))]
     per_key = sum(r.cpu_s for r in keyed) / len(keys)
     every_frame = per_key * len(shot.frames.frames)
     plan_cost = sum(records[t.id].cpu_s for t in graph.tasks if t.role == "plan")
     scores = [v.score for v in verdicts.values() if v.score is not None]
     return InbetweenSummary(
         frame_step=plan.frame_step,
-        threshold=inbetween.confidence_threshold,
+        threshold=max(load_thresholds(graph), default=0.0),
         interpolated=sorted(f for f, v in verdicts.items() if v.passed),
         fallback=sorted(f for f, v in verdicts.items() if not v.passed),
         mean_score=sum(scores) / len(scores) if scores else None,

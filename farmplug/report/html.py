@@ -342,7 +342,6 @@ def write_report(report: Report, run_dir: Path, out_dir: Path) -> tuple[Path, Pa
 SHOW_THUMBNAIL_WIDTH = 320
 SHOW_JPEG_QUALITY = 82
 SHOW_THUMBNAIL_KEYS = ("reference", "result", "flip")
-PIPELINE_ORDER = {stage: i for i, stage in enumerate(("render", "guide", "denoise", "upscale", "inbetween", "fallback"))}
 
 
 def format_money(amount: Decimal | None, currency: str | None) -> str:
@@ -435,7 +434,9 @@ def _show_bars(report) -> tuple[list[Bar], list[tuple[str, str]]]:
     stage_sum = sum(c.core_seconds for c in plan_costs)
     segments, legend = [], []
     by_stage: dict[str, float] = {}
-    for cost in sorted(plan_costs, key=lambda c: (PIPELINE_ORDER.get(c.stage, len(PIPELINE_ORDER)), c.stage)):
+    from farmplug.stages.registry import display_rank
+
+    for cost in sorted(plan_costs, key=lambda c: display_rank(c.stage)):
         by_stage[cost.stage] = by_stage.get(cost.stage, 0.0) + cost.core_seconds
     # The timelines' colours, so a stage is the same colour in every chart of the page.
     colours = stage_colours(by_stage)

@@ -146,9 +146,9 @@ def _cached_quality(run_dir: Path, shot: Shot, plan: Plan) -> Report | None:
         return None
     layout = run_layout(run_dir, shot)
     for frame in plan.check_frames:
-        for key in ("final", "reference"):
+        for pattern in (layout.final, layout.reference):
             try:
-                if frame_path(layout[key], frame).stat().st_mtime > stamp:
+                if frame_path(pattern, frame).stat().st_mtime > stamp:
                     return None
             except OSError:
                 continue

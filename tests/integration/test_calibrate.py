@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from farmplug.calibrate import CALIBRATION_FILE, FULL_RENDER, CalibrationResult, Candidate, calibrate
+from farmplug.calibrate import CALIBRATION_FILE, FULL_RENDER, CalibrationResult, Candidate
 from farmplug.errors import FarmplugError
+from farmplug.execute import run_calibration as calibrate
 from farmplug.models import FrameRangeModel, QualityTarget, Resolution, Shot, load_plan
 from farmplug.schema import load_model, save_model
 
@@ -40,7 +41,10 @@ def calibrated(shot_file) -> tuple[CalibrationResult, Path]:
     # tested here is the machinery, the choice and the prediction, not the demo's quality.
     result = calibrate(shot_file, out, candidates=CANDIDATES, check_frames=3,
                        target=QualityTarget(flip_mean_max=0.4), progress=lambda *step: steps.append(step))
-    assert steps[0] == (0, 3, "reference") and steps[-1] == (3, 3, "done")
+    # One step per task of the calibration's job graph, then "done".
+    total = steps[-1][1]
+    assert steps[0][:2] == (0, total) and steps[-1] == (total, total, "done")
+    assert [s[0] for s in steps] == list(range(total + 1))
     return result, out
 
 
@@ -54,14 +58,28 @@ def test_calibration_json_holds_the_evidence(calibrated):
     for c in result.candidates:
         assert [f.frame for f in c.frames] == [1, 3, 6]
         assert all(f.source == "rendered" and 0 < f.flip_mean < 1 and f.psnr > 10 for f in c.frames)
-        assert c.measured.render_core_s_per_frame > 0 and c.measured.denoise_core_s_per_frame > 0
+        assert c.measured.layers["render"].core_s_per_frame > 0 and c.measured.layers["denoise"].core_s_per_frame > 0
         assert c.cost.total_core_s == pytest.approx(c.cost.per_frame_core_s * 6 + c.cost.fixed_core_s)
         assert c.predicted_ratio == pytest.approx(result.reference.cost.total_core_s / c.cost.total_core_s)
         for f in c.frames:
             assert (out / f.thumbnail).is_file() and (out / f.error_map).is_file()
+    # Calibration is a job graph: every candidate ran as its own plan's tasks, and its measured
+    # costs are exactly those tasks' timing records (not another candidate's).
+    from farmplug.calibrate import measured_cost
+    from farmplug.graph import load_graph
+    from farmplug.timing import read_timing
+
+    graph = load_graph(out / "calibration")
+    for c in result.candidates:
+        own = [t for t in graph.tasks if t.layer.startswith(f"{c.name}-")]
+        assert {t.layer for t in own} == {f"{c.name}-render", f"{c.name}-denoise"}
+        assert c.measured == measured_cost([(t, read_timing(t.timing)) for t in own])
+        assert all(read_timing(t.timing).command == t.argv for t in own)
+    assert graph.tasks[-1].id == "calibration-0000-0000"
+    assert set(graph.tasks[-1].depends_on) == {t.id for t in graph.tasks[:-1]}
     # More samples cost more per frame and look better.
     few, more = result.candidates
-    assert few.measured.render_core_s_per_frame < more.measured.render_core_s_per_frame
+    assert few.measured.layers["render"].core_s_per_frame < more.measured.layers["render"].core_s_per_frame
     assert few.flip_mean > more.flip_mean
     # The choice: the cheapest candidate meeting the target, exactly one, with its reason.
     meeting = [c for c in result.candidates if c.meets_target and c.cost.total_core_s < result.reference.cost.total_core_s]
@@ -102,32 +120,22 @@ def test_chosen_plan_runs_and_the_report_confirms_the_prediction(calibrated, sho
     # The cost formula, exactly: fed the run's own per-frame and start-up costs, the estimate
     # must give the run's measured plan cost. Noise cannot hide a wrong formula here (a missed
     # start-up per task, frames counted twice, the wrong task or frame count all break it).
-    from farmplug.calibrate import MeasuredCost, estimate_cost
+    from farmplug.calibrate import estimate_cost, measured_cost
 
-    by_stage = {stage: [read_timing(t.timing) for t in graph.tasks if t.role == "plan" and t.stage == stage]
-                for stage in ("render", "denoise")}
-
-    def per_frame(records):
-        frames = [f for r in records for f in r.frames]
-        return sum(f.cpu_s for f in frames) / len(frames)
-
-    own = MeasuredCost(
-        render_core_s_per_frame=per_frame(by_stage["render"]),
-        render_overhead_core_s=sum(r.overhead_cpu_s for r in by_stage["render"]) / len(by_stage["render"]),
-        denoise_core_s_per_frame=per_frame(by_stage["denoise"]),
-        denoise_overhead_core_s=sum(r.overhead_cpu_s for r in by_stage["denoise"]) / len(by_stage["denoise"]),
-    )
-    assert own.render_overhead_core_s > 0.1 * own.render_core_s_per_frame * plan.chunk_size  # start-up matters here
+    own = measured_cost([(t, read_timing(t.timing)) for t in graph.tasks if t.role == "plan"])
+    render = own.layers["render"]
+    assert render.overhead_core_s > 0.1 * render.core_s_per_frame * plan.chunk_size  # start-up matters here
     assert estimate_cost(own, plan, shot).total_core_s == pytest.approx(plan_core_s, rel=1e-9)
     # Prediction (from the calibration's own tasks) against measurement (the run's): CPU
     # core-seconds of different processes on a shared 2-core machine with other work running.
-    # Measured over 6 runs of this test: measured/predicted 0.89-1.14. With the formula checked
-    # exactly above, the band is there for the prediction being made from the wrong measurements:
-    # the other candidate's (1/4 instead of 1/16 of the samples) costs x1.32-1.65 here. 0.75-1.33
-    # leaves about 15 % over the measured spread and still fails most of that error.
+    # With calibration run as a job graph, measured/predicted over 7 runs of this test, the
+    # machine busy with other tests: 0.76, 0.83, 0.94, 1.07, 1.11, 1.21, 1.35. The formula is
+    # checked exactly above and each candidate's costs are checked to be its own tasks'
+    # (test_calibration_json_holds_the_evidence), so this band only has to catch a prediction
+    # that is off by far more than the noise (a unit or frame-count error: x2 and more).
     measured = report.savings.core_seconds_full / (report.savings.core_seconds_plan - report.savings.core_seconds_calibration)
     ratio = measured / chosen.predicted_ratio
-    assert 0.75 <= ratio <= 1.33, (measured, chosen.predicted_ratio)
+    assert 0.6 <= ratio <= 1.6, (measured, chosen.predicted_ratio)
     assert report.quality.flip_mean == pytest.approx(chosen.flip_mean, abs=0.05)
 
 
@@ -136,6 +144,6 @@ def test_a_failing_render_names_the_calibration_task(tmp_path):
     shot = Shot(name="broken", scene="broken.blend", frames=FrameRangeModel(start=1, end=3),
                 resolution=Resolution(width=8, height=8), samples=4, output="f/b.####.exr")
     save_model(shot, tmp_path / "shot.yaml")
-    with pytest.raises(FarmplugError, match="calibration task calibrate-reference failed"):
+    with pytest.raises(FarmplugError, match="calibration task reference-0001-0003 failed"):
         calibrate(tmp_path / "shot.yaml", tmp_path / "out", candidates=[Candidate(0.5)])
     assert not (tmp_path / "out" / CALIBRATION_FILE).exists()

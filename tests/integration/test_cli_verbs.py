@@ -61,7 +61,7 @@ def test_calibrate_verb_tries_the_given_candidates_against_the_given_target(tiny
     out = tmp_path / "calib"
     # A lenient target: at 64x36 the denoiser cannot reach 0.1 (see test_calibrate.py).
     rc = main(["calibrate", str(tmp_path / "shot.yaml"), "--out", str(out), "--factors", "1/16,1/4",
-               "--frame-steps", "1", "--check-frames", "2", "--flip-target", "0.4"])
+               "--frame-steps", "1", "--check-count", "2", "--flip-target", "0.4"])
     assert rc == 0
     printed = capsys.readouterr().out
     calibration = json.loads((out / "calibration.json").read_text())

@@ -117,7 +117,7 @@ def _check_delivered(made, real, a, b, *, max_vector_error: float) -> None:
 
 
 def test_frames_are_delivered_at_the_default_threshold_with_every_layer_right(translate_seq, tmp_path):
-    from farmplug.models import InbetweenConfig
+    from farmplug.inbetween.config import InbetweenConfig
 
     assert InbetweenConfig().confidence_threshold == DEFAULT_THRESHOLD
     _scene, pattern = translate_seq
@@ -142,8 +142,8 @@ def test_guided_frames_through_the_cli_use_the_guide(translate_seq, translate_gu
 
 
 def test_guided_stage_records_the_guide_in_its_timing(translate_seq, translate_guide, tmp_path):
+    from farmplug.inbetween.config import InbetweenConfig
     from farmplug.inbetween.stage import run_inbetween as stage_run
-    from farmplug.models import InbetweenConfig
 
     _scene, pattern = translate_seq
     out = str(tmp_path / "ib.####.exr")

@@ -107,3 +107,28 @@ def test_openjd_runs_a_frame_step_2_plan_with_inbetween_and_fallback(small_scene
     assert run_every_step(bundle) == ["render-denoise", "inbetween", "fallback", "reference"]
     report = check_run(run_dir, 5, tmp_path)
     assert set(report["inbetween"]["interpolated"]) | set(report["inbetween"]["fallback"]) == {2, 4}
+
+
+def test_calibration_is_a_job_bundle_that_openjd_runs(small_scene, tmp_path, capsys):
+    """`farmplug calibrate --farm openjd --dry-run`: the calibration job, run step by step by `openjd run`,
+    ends with the measuring task writing calibration.json and the chosen plan."""
+    shot = {"name": "small", "scene": str(small_scene), "frames": {"start": 1, "end": 5},
+            "resolution": {"width": 48, "height": 27}, "samples": 16, "output": "frames/small.####.exr"}
+    (tmp_path / "shot.yaml").write_text(yaml.safe_dump(shot))
+    bundle = tmp_path / "bundle"
+    assert main(["calibrate", str(tmp_path / "shot.yaml"), "--out", str(tmp_path), "--factors", "1/4",
+                 "--frame-steps", "1,2", "--check-count", "1", "--flip-target", "0.9", "--farm", "openjd",
+                 "--dry-run", "--out-files", str(bundle), "--worker-farmplug", WORKER_FARMPLUG]) == 0
+    assert "nothing submitted" in capsys.readouterr().out
+    assert not (tmp_path / "calibration.json").exists()
+    check = subprocess.run([OPENJD, "check", str(bundle / "template.yaml")], capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0, check.stdout + check.stderr
+    steps = run_every_step(bundle)
+    assert steps[0] == "reference" and steps[-1] == "calibration"
+    result = json.loads((tmp_path / "calibration.json").read_text())
+    assert [c["name"] for c in result["candidates"]] == ["x1-4_denoise", "x1-4_step2_denoise_inbetween"]
+    assert result["recommendation"] in {"x1-4_denoise", "x1-4_step2_denoise_inbetween"}
+    assert (tmp_path / "plan.yaml").is_file()
+    graph = load_graph(tmp_path / "calibration")
+    for task in graph.tasks:  # every task ran as exactly that task
+        assert read_timing(task.timing).command == task.argv

@@ -11,14 +11,15 @@ from farmplug.calibrate import (
     Candidate,
     CandidateResult,
     CostEstimate,
+    LayerCost,
     MeasuredCost,
-    calibrate,
     choose,
     default_candidates,
     estimate_cost,
     reference_cost,
 )
 from farmplug.errors import ConfigError
+from farmplug.execute import run_calibration as calibrate
 from farmplug.models import FrameRangeModel, QualityTarget, Resolution, Shot
 
 
@@ -31,7 +32,7 @@ def result(name: str, flip: float, total: float, *, step: int = 1, factor: float
     return CandidateResult(
         name=name, samples_factor=factor, samples=32, frame_step=step, stages=["denoise:oidn"], passes=[], frames=[],
         flip_mean=flip, flip_p95=p95 if p95 is not None else flip * 2, psnr=30.0, ssim=0.9,
-        measured=MeasuredCost(render_core_s_per_frame=1.0, render_overhead_core_s=1.0),
+        measured=MeasuredCost(layers={"render": LayerCost(core_s_per_frame=1.0, overhead_core_s=1.0)}),
         cost=CostEstimate(frames=24, tasks=6, per_frame_core_s=total / 24, fixed_core_s=0.0, total_core_s=total),
         predicted_ratio=1000.0 / total,
     )
@@ -92,8 +93,11 @@ def test_no_candidates_is_an_error():
         choose([], full_core_s=1, flip_mean_max=0.1)
 
 
-MEASURED = dict(render_core_s_per_frame=10.0, render_overhead_core_s=5.0, denoise_core_s_per_frame=1.0,
-                denoise_overhead_core_s=2.0, inbetween_core_s_per_frame=0.5)
+MEASURED = dict(layers={
+    "render": LayerCost(core_s_per_frame=10.0, overhead_core_s=5.0),
+    "denoise": LayerCost(core_s_per_frame=1.0, overhead_core_s=2.0),
+    "inbetween": LayerCost(core_s_per_frame=0.5),
+})
 
 
 def test_every_frame_plan_cost_counts_each_task_start_up():
@@ -135,7 +139,7 @@ def test_reference_cost_pays_one_start_up_per_chunk():
     [
         pytest.param(Candidate(1 / 32), "x1-32_denoise", id="factor"),
         pytest.param(Candidate(1 / 16, frame_step=2), "x1-16_step2_denoise_inbetween", id="step"),
-        pytest.param(Candidate(0.3, denoise=False), "x3-10", id="no-denoise"),
+        pytest.param(Candidate(0.3, post=()), "x3-10", id="no-denoise"),
         pytest.param(Candidate(1 / math.pi), "x0.31831_denoise", id="irrational"),
     ],
 )

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from farmplug.cli import main
+from farmplug.errors import FarmplugError
 from farmplug.integrations.registry import BUILTIN_FARMS, available_farms, create_farm
 from tests.farm_cases import HOSTILE
 
@@ -96,3 +97,40 @@ def test_farm_config_file_is_validated(hostile_plan, tmp_path, capsys):
     assert main(["submit", str(hostile_plan), "--farm", "deadline", "--farm-config", str(config)]) == 1
     err = capsys.readouterr().err
     assert "farms.yaml" in err and "password: unknown field" in err
+
+
+def test_farm_plugins_through_entry_points_shadowing_and_broken_ones(tmp_path, monkeypatch, caplog):
+    """One registry for farms and stages: a third-party farm loads, one shadowing a built-in and a broken
+    one are logged with both names and skipped, and FARMPLUG_NO_PLUGINS=1 leaves the built-ins."""
+    import logging
+
+    from farmplug.integrations.registry import FARMS
+
+    site = tmp_path / "site"
+    dist = site / "farm_plugins-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: farm-plugins\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(
+        "[farmplug.farms]\n"
+        "mine = farmplug.integrations.local:LocalFarm\n"
+        "deadline = farmplug.integrations.local:LocalFarm\n"
+        "broken = no_such_module_here:Farm\n"
+    )
+    monkeypatch.syspath_prepend(str(site))
+    FARMS.forget()
+    caplog.set_level(logging.WARNING)
+    try:
+        assert available_farms() == sorted([*BUILTIN_FARMS, "mine"])
+        assert create_farm("mine").name == "local"
+        assert type(create_farm("deadline")).__name__ == "DeadlineFarm"
+        assert "farm plugin 'deadline' (farmplug.integrations.local:LocalFarm) shadows the built-in deadline" in caplog.text
+        assert "farm plugin broken cannot be loaded from no_such_module_here:Farm" in caplog.text
+        with pytest.raises(FarmplugError, match="farm plugin broken cannot be loaded"):
+            create_farm("broken")
+        monkeypatch.setenv("FARMPLUG_NO_PLUGINS", "1")
+        assert available_farms() == sorted(BUILTIN_FARMS)
+        with pytest.raises(FarmplugError, match=r"unknown farm 'mine'; available: deadline, flamenco, local"):
+            create_farm("mine")
+    finally:
+        monkeypatch.delenv("FARMPLUG_NO_PLUGINS", raising=False)
+        FARMS.forget()

@@ -21,8 +21,8 @@ def test_import_does_not_pull_heavy_packages(module):
 
 
 def test_stage_registry_lists_builtins_and_rejects_unknown():
+    from farmplug.denoise.config import DenoiseConfig
     from farmplug.errors import FarmplugError
-    from farmplug.models import DenoiseConfig
     from farmplug.stages import available_stages, create_stage
 
     assert {"denoise:oidn", "inbetween:splat"} <= set(available_stages())

@@ -10,7 +10,7 @@ import yaml
 from farmplug.errors import ConfigError, FarmplugError
 from farmplug.frames import chunk, format_frames, parse_frames
 from farmplug.graph import LayerDependency, compile_plan, farm_layers
-from farmplug.models import Plan, Shot, default_check_frames, load_plan, load_shot
+from farmplug.models import Shot, default_check_frames, load_plan, load_shot
 from farmplug.schema import save_model
 
 SHOT = {
@@ -96,12 +96,12 @@ def test_bad_yaml_and_missing_file(tmp_path):
 @pytest.mark.parametrize(
     "change, message",
     [
-        pytest.param({"stages": [{"kind": "denoise", "backend": "optix"}]}, r"stages\.0\.denoise\.backend: Input should be 'oidn'", id="backend"),
-        pytest.param({"stages": [{"kind": "sharpen"}]}, r"stages\.0: .*'denoise'", id="stage-kind"),
+        pytest.param({"stages": [{"kind": "denoise", "backend": "optix"}]}, r"stages\.0\.backend: Value error, 'optix' is not a backend of denoise; allowed: oidn", id="backend"),
+        pytest.param({"stages": [{"kind": "sharpen"}]}, r"stages\.0\.kind: Value error, 'sharpen' is not a known stage; allowed: denoise, inbetween", id="stage-kind"),
         pytest.param({"stages": [{"kind": "denoise", "quality": "ultra"}]}, r"'default', 'fast', 'balanced' or 'high'", id="quality"),
         pytest.param({"samples_factor": 0}, r"samples_factor: Input should be greater than 0", id="factor"),
-        pytest.param({"frame_step": 2}, r"inbetween stage", id="frame-step-needs-inbetween"),
-        pytest.param({"resolution_scale": 0.5}, r"upscale stage", id="scale-needs-upscale"),
+        pytest.param({"frame_step": 2}, r"frame_step above 1 needs a stage that makes the frames between keyframes \(kind: inbetween\)", id="frame-step-needs-inbetween"),
+        pytest.param({"resolution_scale": 0.5}, r"resolution_scale 0.5 needs a stage that upscales", id="scale-needs-upscale"),
         pytest.param({"check_frames": [99]}, r"check_frames \[99\] are outside", id="check-outside"),
     ],
 )
@@ -154,11 +154,27 @@ def test_graph_cycle_is_reported(tmp_path):
         graph.topological()
 
 
-def test_plan_model_json_schema_is_checked_in():
-    schema = (Path(__file__).resolve().parents[2] / "docs" / "schemas" / "plan.schema.json")
+@pytest.mark.parametrize("name", ["shot", "plan", "graph", "timing"])
+def test_json_schemas_are_checked_in(name):
     import json
 
-    assert json.loads(schema.read_text()) == Plan.model_json_schema(), "regenerate with: python scripts/write_schemas.py"
+    from farmplug.graph import JobGraph
+    from farmplug.models import plan_json_schema
+    from farmplug.timing import TimingRecord
+
+    current = {"shot": Shot.model_json_schema, "plan": plan_json_schema, "graph": JobGraph.model_json_schema,
+               "timing": TimingRecord.model_json_schema}[name]()
+    schema = Path(__file__).resolve().parents[2] / "docs" / "schemas" / f"{name}.schema.json"
+    assert json.loads(schema.read_text()) == current, "regenerate with: python scripts/write_schemas.py"
+
+
+def test_plan_schema_lists_every_stage_config():
+    from farmplug.models import plan_json_schema
+
+    items = plan_json_schema()["properties"]["stages"]["items"]
+    assert set(items["discriminator"]["mapping"]) == {"denoise", "inbetween"}
+    defs = plan_json_schema()["$defs"]
+    assert defs["DenoiseConfig"]["properties"]["quality"]["enum"] == ["default", "fast", "balanced", "high"]
 
 
 def test_frame_step_graph_chains_inbetween_with_a_keyframe_offset_and_a_fallback(tmp_path):

@@ -94,9 +94,9 @@ def make_run(
     if write_frames:
         ref = _test_image(len(name))
         noise = np.random.default_rng(frames).normal(0, 0.05, ref.shape)
-        _write_exr(frame_path(layout["reference"], 1), ref)
-        _write_exr(frame_path(layout["final"], 1), ref + noise * 0.3)
-        _write_exr(frame_path(layout["render"], 1), ref + noise * 4)
+        _write_exr(frame_path(layout.reference, 1), ref)
+        _write_exr(frame_path(layout.final, 1), ref + noise * 0.3)
+        _write_exr(frame_path(layout.render, 1), ref + noise * 4)
     if cached_quality is not None:
         q = cached_quality
         _save(Report(

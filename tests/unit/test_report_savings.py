@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from farmplug.denoise.config import DenoiseConfig
 from farmplug.errors import FarmplugError
 from farmplug.graph import JobGraph, compile_plan
-from farmplug.models import DenoiseConfig, FrameRangeModel, Plan, Resolution, Shot
+from farmplug.models import FrameRangeModel, Plan, Resolution, Shot
 from farmplug.report.build import CALIBRATION_PREFIX, compute_savings
 from farmplug.timing import FrameTiming, TimingRecord
 

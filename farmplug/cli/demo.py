@@ -8,23 +8,18 @@ same folder and finished tasks are skipped.
 
 from __future__ import annotations
 
+import argparse
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
+from farmplug.cli.common import formatter, print_headline
 from farmplug.errors import FarmplugError
 from farmplug.graph import compile_plan, save_graph
-from farmplug.models import (
-    DenoiseConfig,
-    FrameRangeModel,
-    InbetweenConfig,
-    Plan,
-    QualityTarget,
-    Resolution,
-    Shot,
-    default_check_frames,
-)
+from farmplug.models import FrameRangeModel, Plan, QualityTarget, Resolution, Shot, default_check_frames
 from farmplug.schema import save_model
+from farmplug.stages.registry import default_stages, keyframe_stage
+from farmplug.worker import add_common
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +62,10 @@ def write_demo_files(out: Path, settings: DemoSettings) -> tuple[Path, Path]:
         samples=settings.samples,
         output="frames/demo.####.exr",
     )
-    stages = [DenoiseConfig()]
+    stages = default_stages()
     if settings.frame_step > 1:
-        stages.append(InbetweenConfig(guided=settings.guided))
+        maker = keyframe_stage()
+        stages.append(maker.model_copy(update={"guided": True}) if settings.guided else maker)
     plan = Plan(
         shot="shot.yaml",
         samples_factor=settings.samples_factor,
@@ -93,12 +89,13 @@ def _calibrated_plan(out: Path, shot_file: Path, default_plan: Path, settings: D
     Candidates: the calibration factors with denoise, at the demo's frame step. When none meets
     the target, the fixed plan is used and the report says the target is missed.
     """
-    from farmplug.calibrate import Candidate, calibrate
+    from farmplug.calibrate import Candidate
+    from farmplug.execute import run_calibration
     from farmplug.models import load_plan
 
     fixed, _shot, _ = load_plan(default_plan)
     candidates = [Candidate(f, frame_step=settings.frame_step) for f in settings.calibration_factors]
-    result = calibrate(
+    result = run_calibration(
         shot_file, out, candidates=candidates, check_frames=settings.check_frames,
         target=QualityTarget(flip_mean_max=settings.flip_target), chunk_size=settings.chunk_size,
         threads=settings.threads, run_dir=out,
@@ -107,7 +104,8 @@ def _calibrated_plan(out: Path, shot_file: Path, default_plan: Path, settings: D
         plan_file = out / result.plan_file
         if settings.guided and settings.frame_step > 1:
             plan, _, _ = load_plan(plan_file)
-            plan.stages = [s.model_copy(update={"guided": True}) if s.kind == "inbetween" else s for s in plan.stages]
+            maker = plan.keyframe_stage()
+            plan.stages = [s.model_copy(update={"guided": True}) if s is maker else s for s in plan.stages]
             save_model(plan, plan_file)
         log.info("calibration chose %s: %s", result.recommendation, result.reason)
         return plan_file
@@ -145,3 +143,51 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings()):
     summary = LocalFarm().run(graph)
     log.info("local farm: ran %d tasks, skipped %d, %.1f s", len(summary.ran), len(summary.skipped), summary.wall_s)
     return build_report(out, out)
+
+
+def add_parser(verbs: argparse._SubParsersAction) -> None:
+    d = DemoSettings()
+    p = verbs.add_parser("demo", help="build a Blender shot, render it cheaply, denoise, measure, report",
+                         formatter_class=formatter)
+    add_common(p)
+    p.add_argument("--out", type=Path, default=Path("demo-out"), help="run folder")
+    p.add_argument("--frames", type=int, default=None, help=f"frames in the demo shot (default {d.frames})")
+    p.add_argument("--width", type=int, default=None, help=f"width in pixels (default {d.width})")
+    p.add_argument("--height", type=int, default=None, help=f"height in pixels (default {d.height})")
+    p.add_argument("--samples", type=int, default=None, help=f"full-quality samples per pixel (default {d.samples})")
+    p.add_argument("--samples-factor", type=float, default=None,
+                   help="use this fixed plan (samples = full x this) instead of calibrating")
+    p.add_argument("--threads", type=int, default=None, help="render threads (default: all cores)")
+    p.add_argument("--frame-step", type=int, default=None, help="render every Nth frame, make the rest between them")
+    p.add_argument("--guided", action="store_true", default=None, help="frame step: guide with cheap aux renders")
+
+
+def run(args: argparse.Namespace) -> int:
+    names = {f.name for f in fields(DemoSettings)}
+    overrides = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    if args.samples_factor is not None:
+        overrides["calibrate"] = False
+    report, html = run_demo(args.out, DemoSettings(**overrides))
+    print_headline(report, html)
+    line = prediction_line(Path(args.out), report)
+    if line:
+        print(line)
+    return 0
+
+
+def prediction_line(out: Path, report) -> str | None:
+    """The calibration's predicted plan cost beside the run's measured one (None without a chosen plan)."""
+    from farmplug.calibrate import CALIBRATION_FILE, CalibrationResult
+    from farmplug.errors import ConfigError
+    from farmplug.schema import load_model
+
+    try:
+        result = load_model(CalibrationResult, out / CALIBRATION_FILE)
+    except ConfigError:
+        return None
+    if not result.plan_file:
+        return None
+    predicted = result.candidate(result.recommendation).cost.total_core_s
+    measured = report.savings.core_seconds_plan - report.savings.core_seconds_calibration
+    return (f"cost: calibration predicted {predicted:,.1f} core-s for the plan ({result.recommendation}), "
+            f"the run measured {measured:,.1f} ({measured / predicted:.2f}x the prediction)")

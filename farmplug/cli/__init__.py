@@ -1,0 +1,70 @@
+"""The ``farmplug`` command line: one module per verb (demo, plan, calibrate, submit, run, report).
+
+It sits on top of everything: the core, the stages and the farm backends. Errors print one line
+(``farmplug: error: FILE: problem``) and exit non-zero; ``-v`` shows the traceback and debug logging.
+``--help`` on any verb shows every option with its default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from farmplug import __version__
+from farmplug.errors import FarmplugError
+from farmplug.worker import add_common
+
+log = logging.getLogger("farmplug")
+
+
+def _verbs():
+    from farmplug.cli import calibrate, demo, plan, report, run, submit
+
+    return {"demo": demo, "plan": plan, "calibrate": calibrate, "submit": submit, "run": run, "report": report}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="farmplug",
+        description="Render less, fill the gap with AI post-processing on the farm, and prove the savings.",
+    )
+    parser.add_argument("--version", action="version", version=f"farmplug {__version__}")
+    add_common(parser, top=True)
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    for module in _verbs().values():
+        module.add_parser(verbs)
+    return parser
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    return _verbs()[args.verb].run(args)
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    args.argv = argv
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s" if args.verbose else "%(message)s",
+    )
+    try:
+        return dispatch(args)
+    except FarmplugError as err:
+        if args.verbose:
+            raise
+        print(f"farmplug: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("farmplug: interrupted; finished outputs are kept, run the same command again to continue", file=sys.stderr)
+        return 130
+
+
+__all__ = ["build_parser", "main"]

@@ -1,0 +1,98 @@
+"""``farmplug calibrate SHOT``: measure candidate plans on check frames; save the cheapest that meets the target.
+
+Calibration is a job graph like any other: ``--farm local`` (the default) runs it here;
+``--farm NAME --dry-run --out DIR`` writes it for that farm (``openjd run`` executes the bundle).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from farmplug.cli.common import formatter, print_json
+from farmplug.cli.plan import fraction
+from farmplug.cli.submit import add_farm_options, print_submission, submit_graph
+from farmplug.errors import FarmplugError
+from farmplug.worker import add_common
+
+
+def add_parser(verbs: argparse._SubParsersAction) -> None:
+    p = verbs.add_parser("calibrate", help="measure candidate plans on check frames; save the cheapest that meets the target",
+                         formatter_class=formatter)
+    add_common(p)
+    p.add_argument("shot", type=Path, help="shot YAML")
+    p.add_argument("--out", type=Path, default=None, help="folder for plan.yaml and the evidence (default: beside the shot)")
+    p.add_argument("--factors", default=None, help="samples factors to try, e.g. 1/64,1/32,1/16 (default: 1/64..1/8)")
+    p.add_argument("--frame-steps", default=None, help="frame steps to try, e.g. 1,2 (default: 1, and 2 for 5+ frames)")
+    p.add_argument("--check-frames", default=None, help="the frames to measure, e.g. 1,12,24")
+    p.add_argument("--check-count", type=int, default=3, help="without --check-frames: this many, spread over the shot")
+    p.add_argument("--flip-target", type=float, default=0.1, help="mean HDR-FLIP allowed on check frames")
+    p.add_argument("--flip-p95-max", type=float, default=None, help="also bound the 95th-percentile FLIP")
+    p.add_argument("--chunk-size", type=int, default=8, help="frames per farm task")
+    p.add_argument("--threads", type=int, default=None, help="render threads (default: all cores)")
+    p.add_argument("--run-dir", type=Path, default=None,
+                   help="the run folder the plan will use: its reference renders are made now and reused")
+    p.add_argument("--out-files", dest="out_files", type=Path, default=None,
+                   help="with --dry-run: folder for the farm's native files (default: OUT/calibration/<farm>-submission)")
+    add_farm_options(p)
+
+
+def candidates_from(factors: str | None, steps: str | None, shot):
+    """The candidates the options name (default: :func:`~farmplug.calibrate.default_candidates`).
+
+    Raises:
+        FarmplugError: a factor or step does not parse.
+    """
+    from farmplug.calibrate import Candidate, default_candidates
+
+    if factors is None and steps is None:
+        return default_candidates(shot)
+    try:
+        values = [fraction(f) for f in (factors or "1/64,1/32,1/16,1/8").split(",") if f.strip()]
+        frame_steps = [int(x) for x in (steps or "1").split(",") if x.strip()]
+    except (argparse.ArgumentTypeError, ValueError) as err:
+        raise FarmplugError(f"bad --factors/--frame-steps: {err}") from None
+    return [Candidate(f, frame_step=n) for n in frame_steps for f in values]
+
+
+def run(args: argparse.Namespace) -> int:
+    from farmplug.calibrate import compile_calibration, summary_table, write_calibration_job
+    from farmplug.execute import run_calibration
+    from farmplug.frames import parse_frames
+    from farmplug.models import QualityTarget, load_shot
+    from farmplug.progress import progress_bar
+
+    shot = load_shot(args.shot)
+    out = args.out or args.shot.parent
+    candidates = candidates_from(args.factors, args.frame_steps, shot)
+    checks = parse_frames(args.check_frames) if args.check_frames else args.check_count
+    settings = dict(candidates=candidates, check_frames=checks, target=QualityTarget(flip_mean_max=args.flip_target),
+                    flip_p95_max=args.flip_p95_max, chunk_size=args.chunk_size, threads=args.threads, run_dir=args.run_dir)
+    if args.farm != "local" or args.dry_run:
+        job = compile_calibration(args.shot, out, **settings)
+        write_calibration_job(job)
+        done = submit_graph(args, job.graph, job.setup_file.parent, native_out=args.out_files)
+        if args.json:
+            print_json(done)
+        else:
+            print_submission(done)
+            print(f"the job's last task writes {out / 'calibration.json'} and, when a candidate wins, {out / 'plan.yaml'}")
+        return 0
+    with progress_bar(None, "calibrate", unit="task") as bar:
+        def progress(done: int, total: int, label: str) -> None:
+            bar.total = total
+            bar.n = done
+            bar.set_postfix_str(label)
+            bar.refresh()
+
+        result = run_calibration(args.shot, out, progress=progress, **settings)
+    if args.json:
+        print_json(result.model_dump(mode="json"))
+        return 0
+    print(summary_table(result))
+    if result.plan_file:
+        print(f"chose {result.recommendation}: {result.reason}")
+        print(f"wrote {out / result.plan_file}; next: farmplug submit {out / result.plan_file} --farm local")
+    else:
+        print(f"recommendation: full render. {result.reason}")
+    return 0

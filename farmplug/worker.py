@@ -1,0 +1,343 @@
+"""``farmplug run ...``: the commands a farm worker runs, one task each.
+
+``render`` (a Blender render of a frame set), ``fallback`` (render and post-process the frames a
+stage withheld), ``calibration`` (measure a calibration's candidates once their tasks ran) and
+one sub-command per registered stage, built from its descriptor and config model: the options
+its mode needs (``--input``/``--output``/``--frames``; keyframes and verdicts for a stage that
+makes frames between keyframes), then one option per config field (``--quality``, ``--device``...)
+and the stage's aliases. Every task writes its timing record beside its outputs, holding the
+exact argument list, which is how the engine knows it finished.
+
+This module is part of the core: the local farm and calibration run tasks through
+:func:`run_task` in-process, and the command line's ``run`` verb is this parser.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from farmplug.errors import FarmplugError
+from farmplug.stages.base import StageDescriptor
+
+log = logging.getLogger("farmplug")
+
+#: Names a stage's config field cannot take as an option (the task's own options).
+_RESERVED = {"kind", "backend"}
+
+
+def add_common(p: argparse.ArgumentParser, *, top: bool = False) -> None:
+    """``-v``: sub-commands suppress the default so ``farmplug -v run ...`` and ``... -v`` both work."""
+    p.add_argument(
+        "-v", "--verbose", action="store_true", default=False if top else argparse.SUPPRESS,
+        help="show tracebacks and debug logging",
+    )
+
+
+def _formatter(prog: str) -> argparse.HelpFormatter:
+    return argparse.ArgumentDefaultsHelpFormatter(prog, max_help_position=32)
+
+
+def add_run_parsers(verbs: argparse._SubParsersAction) -> None:
+    """Add the ``run`` verb and its task sub-commands to a parser's sub-commands."""
+    from farmplug.stages.registry import descriptors
+
+    run = verbs.add_parser("run", help="run one task: a render, a stage over frames, a fallback", formatter_class=_formatter)
+    add_common(run)
+    what = run.add_subparsers(dest="what", required=True, metavar="TASK")
+
+    render = what.add_parser("render", help="render frames of a scene with the plan's overrides", formatter_class=_formatter)
+    add_common(render)
+    render.add_argument("--scene", type=Path, required=True, help="the .blend file")
+    render.add_argument("--output", required=True, help="output pattern with #### or %%04d")
+    render.add_argument("--frames", required=True, help="A-B, A-BxSTEP or a comma list")
+    render.add_argument("--within", default=None, help="only the frames of --frames that are in this set")
+    render.add_argument("--samples", type=int, default=None, help="samples per pixel (default: the scene's)")
+    render.add_argument("--resolution-percentage", type=int, default=100, help="render at this % of the scene's size")
+    render.add_argument("--passes", default="", help="comma list of albedo,normal,depth,motion,object_index,material_index")
+    render.add_argument("--threads", type=int, default=None, help="render threads (default: all cores)")
+    render.add_argument("--layout", choices=("multipart", "singlepart"), default="multipart", help="EXR layout")
+    _add_task_args(render)
+
+    for d in descriptors():
+        _add_stage_parser(what, d)
+
+    fallback = what.add_parser("fallback", help="render for real the frames a stage could not vouch for",
+                               formatter_class=_formatter)
+    add_common(fallback)
+    fallback.add_argument("--plan", type=Path, required=True, help="the plan")
+    fallback.add_argument("--frames", required=True, help="the frames this task answers for")
+    fallback.add_argument("--confidence-dir", type=Path, required=True, help="folder of the withholding tasks' verdicts")
+    fallback.add_argument("--run-dir", type=Path, required=True, help="the run folder")
+    _add_task_args(fallback)
+
+    measure = what.add_parser("calibration", help="measure a calibration's candidates once their tasks have run",
+                              formatter_class=_formatter)
+    add_common(measure)
+    measure.add_argument("--setup", type=Path, required=True, help="the calibration's setup file (calibration-setup.json)")
+    _add_task_args(measure)
+
+
+def _add_task_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--layer", default=None, help="layer name; the task id is LAYER-FIRST-LAST (e.g. render-0001-0008)")
+    p.add_argument("--task", default=None, help="task id (default: from --layer and the frames)")
+    p.add_argument("--role", choices=("plan", "reference"), default="plan", help="what the task is for")
+    p.add_argument("--timing", type=Path, default=None, help="timing record path (default: beside the outputs)")
+    p.add_argument("--no-timing", action="store_true", help="do not write a timing record")
+
+
+def _field_option(annotation: Any) -> dict[str, Any]:
+    """argparse settings for a config field's type (Literal: choices; bool: --x/--no-x; numbers)."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        values = typing.get_args(annotation)
+        return {"choices": values, "type": type(values[0])}
+    if annotation is bool:
+        return {"action": argparse.BooleanOptionalAction}
+    if annotation in (int, float, str):
+        return {"type": annotation}
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if len(args) == 1:
+        return _field_option(args[0])
+    return {"type": str}
+
+
+def _add_stage_parser(what: argparse._SubParsersAction, d: StageDescriptor) -> None:
+    p = what.add_parser(d.kind, help=d.summary, formatter_class=_formatter)
+    add_common(p)
+    if d.mode == "keyframes":
+        p.add_argument("--input", required=True, help="keyframe pattern (#### or %%04d)")
+        p.add_argument("--output", required=True, help="pattern of the frames it makes (those that pass, if it vouches)")
+        p.add_argument("--frames", required=True,
+                       help="frames to make, or a range A-B holding keyframes and the frames between")
+        p.add_argument("--step", type=int, default=None, help="keyframes every STEP frames of --frames (A, A+STEP, ..., B)")
+        p.add_argument("--keys", default=None, help="the keyframes, e.g. 1-23x2,24 (instead of --step)")
+        if d.aux_flag:
+            p.add_argument(d.aux_flag, dest="aux", default=None, help="pattern of the aux render of the frames it makes")
+    else:
+        p.add_argument("--input", required=True, help="input pattern with #### or %%04d, or one file")
+        p.add_argument("--output", required=True, help="output pattern, or one file")
+        p.add_argument("--frames", default=None, help="A-B (required when the patterns have a frame token)")
+        p.add_argument("--within", default=None, help="only the frames of --frames that are in this set")
+    if d.withholds:
+        p.add_argument("--confidence", type=Path, default=None, help="write the per-frame verdicts here (JSON)")
+        p.add_argument("--confidence-dir", type=Path, default=None,
+                       help="write the verdicts as DIR/confidence-FIRST-LAST.json (for the fallback task)")
+        p.add_argument("--rejected", default=None, help="also write frames that fail the check here, for inspection")
+    p.add_argument("--plan", type=Path, default=None, help=f"take the {d.kind} settings from this plan")
+    settings = p.add_argument_group(f"{d.kind} settings (default: the plan's, else the stage's defaults)")
+    for name, info in d.config.model_fields.items():
+        if name in _RESERVED:
+            continue
+        settings.add_argument(f"--{name.replace('_', '-')}", dest=f"cfg_{name}", default=None,
+                              help=f"{info.description or name} (stage default: {info.default!r})",
+                              **_field_option(info.annotation))
+    for flag, (name, value) in d.cli_aliases.items():
+        info = d.config.model_fields[name]
+        if value is None:
+            settings.add_argument(flag, dest=f"cfg_{name}", default=None, help=f"same as --{name.replace('_', '-')}",
+                                  **_field_option(info.annotation))
+        else:
+            settings.add_argument(flag, dest=f"cfg_{name}", action="store_const", const=value, default=None,
+                                  help=f"same as --{name.replace('_', '-')} {value}")
+    _add_task_args(p)
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _task_names(args: argparse.Namespace, frames: list[int], folder: str | Path) -> tuple[str, Path | None]:
+    """The task id and timing-record path: given, or derived from --layer and the frames exactly as the
+    job graph derives them (so a farm can run a chunk knowing only its frames)."""
+    from farmplug.graph import task_id, timing_path
+
+    default_layer = "reference" if getattr(args, "role", "plan") == "reference" and args.what == "render" else args.what
+    tid = args.task or task_id(args.layer or default_layer, frames)
+    if args.no_timing:
+        return tid, None
+    return tid, Path(args.timing) if args.timing else Path(timing_path(folder, tid))
+
+
+def _write_timing(args: argparse.Namespace, record, path: Path | None) -> None:
+    from farmplug.timing import write_timing
+
+    if path is not None:
+        record.command = list(getattr(args, "argv", []))
+        write_timing(record, path)
+
+
+def _within(args: argparse.Namespace, frames: list[int]) -> list[int]:
+    from farmplug.frames import parse_frames
+
+    if not getattr(args, "within", None):
+        return frames
+    allowed = set(parse_frames(args.within))
+    kept = [f for f in frames if f in allowed]
+    if not kept:
+        raise FarmplugError(f"no frame of {args.frames} is in --within {args.within}")
+    return kept
+
+
+def _frames_for(args: argparse.Namespace, *patterns: str) -> list[int]:
+    from farmplug.frames import parse_frames
+    from farmplug.render.base import has_frame_token
+
+    if args.frames:
+        return parse_frames(args.frames)
+    if any(has_frame_token(p) for p in patterns):
+        raise FarmplugError("--frames is required when --input/--output contain a frame token (#### or %04d)")
+    return [0]
+
+
+def stage_config(args: argparse.Namespace, d: StageDescriptor):
+    """The stage's config: the plan's (``--plan``) or the defaults, with the options given on top.
+
+    Raises:
+        FarmplugError: the plan has no such stage; ConfigError for an option the config rejects.
+    """
+    from farmplug.models import load_plan
+    from farmplug.schema import validate_data
+
+    config = d.config()
+    if args.plan is not None:
+        plan, _shot, _ = load_plan(args.plan)
+        config = plan.stage(d.kind)
+        if config is None:
+            raise FarmplugError(f"the plan has no {d.kind} stage", path=args.plan)
+    updates = {name: getattr(args, f"cfg_{name}") for name in d.config.model_fields
+               if getattr(args, f"cfg_{name}", None) is not None}
+    return validate_data(type(config), {**config.model_dump(), **updates}, source="command line")
+
+
+# --- tasks ------------------------------------------------------------------------------------
+
+
+def run_render(args: argparse.Namespace) -> int:
+    from farmplug.frames import parse_frames
+    from farmplug.progress import progress_bar
+    from farmplug.render import BlenderRenderer, RenderRequest
+
+    frames = _within(args, parse_frames(args.frames))
+    tid, timing = _task_names(args, frames, Path(args.output).parent)
+    passes = frozenset(p.strip() for p in args.passes.split(",") if p.strip())
+    request = RenderRequest(
+        scene=args.scene, frames=tuple(frames), output_pattern=args.output, samples=args.samples,
+        resolution_percentage=args.resolution_percentage, passes=passes, threads=args.threads,
+        exr_layout=args.layout, task=tid, role=args.role,
+    )
+    with progress_bar(len(frames), f"render {tid}") as bar:
+        record = BlenderRenderer().render(request, progress=lambda _f: bar.update(1))
+    _write_timing(args, record, timing)
+    return 0
+
+
+def run_frame_stage(args: argparse.Namespace, d: StageDescriptor) -> int:
+    from farmplug.progress import progress_bar
+    from farmplug.runner import frame_jobs, run_stage
+
+    if d.mode != "frame":
+        raise FarmplugError(f"stage {d.key} reads a window of frames ({d.mode}), which this version cannot run yet")
+    config = stage_config(args, d)
+    frames = _within(args, _frames_for(args, args.input, args.output))
+    tid, timing = _task_names(args, frames, Path(args.output).parent)
+    jobs = frame_jobs(args.input, args.output, frames)
+    with progress_bar(len(jobs), f"{d.kind} {tid}") as bar:
+        record = run_stage(config, jobs, task=tid, role=args.role, plan=str(args.plan or ""), progress=lambda _f: bar.update(1))
+    _write_timing(args, record, timing)
+    return 0
+
+
+def run_keyframe_stage(args: argparse.Namespace, d: StageDescriptor) -> int:
+    from farmplug.frames import keyframe_span, parse_frames, targets_between
+    from farmplug.graph import confidence_path
+    from farmplug.progress import progress_bar
+    from farmplug.schema import save_model
+    from farmplug.stages.base import KeyframeJob
+    from farmplug.stages.registry import create_stage
+
+    config = stage_config(args, d)
+    frames = parse_frames(args.frames)
+    if args.keys:
+        keys, targets = targets_between(frames, parse_frames(args.keys))
+    elif args.step:
+        keys, targets = keyframe_span(frames, args.step)
+    else:
+        raise FarmplugError("give --step N (keyframes every N frames of --frames) or --keys with the keyframes")
+    tid, timing = _task_names(args, targets, Path(args.output).parent)
+    record_file = None
+    if d.withholds:
+        record_file = args.confidence or (Path(confidence_path(args.confidence_dir, targets)) if args.confidence_dir else None)
+    job = KeyframeJob(input_pattern=args.input, output_pattern=args.output, keys=keys, targets=targets,
+                      aux_pattern=getattr(args, "aux", None), rejected_pattern=getattr(args, "rejected", None),
+                      task=tid, plan=str(args.plan or ""))
+    stage = create_stage(config)
+    stage.open()
+    try:
+        with progress_bar(len(targets), f"{d.kind} {tid}") as bar:
+            record, verdicts = stage.run(job, progress=lambda _f: bar.update(1))
+    finally:
+        stage.close()
+    if record_file:
+        save_model(verdicts, record_file)
+    _write_timing(args, record, timing)
+    if verdicts is not None and verdicts.failed:
+        log.warning("frames %s did not pass the confidence check and must be rendered", verdicts.failed)
+    return 0
+
+
+def run_fallback(args: argparse.Namespace) -> int:
+    from farmplug.fallback import fallback_timing_folder, render_fallback_frames
+    from farmplug.frames import parse_frames
+
+    frames = parse_frames(args.frames)
+    tid, timing = _task_names(args, frames, fallback_timing_folder(args.plan, args.run_dir))
+    record = render_fallback_frames(args.plan, args.confidence_dir, args.run_dir, frames=frames, task=tid)
+    _write_timing(args, record, timing)
+    return 0
+
+
+def run_calibration(args: argparse.Namespace) -> int:
+    from farmplug.calibrate import measure_calibration, measure_timing_path, summary_table
+
+    result, record = measure_calibration(args.setup)
+    _write_timing(args, record, None if args.no_timing else Path(args.timing or measure_timing_path(args.setup)))
+    log.info("%s", summary_table(result))
+    return 0
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    """Run the task ``args`` describes (parsed by the parser :func:`add_run_parsers` built)."""
+    from farmplug.stages.registry import descriptor
+
+    fixed = {"render": run_render, "fallback": run_fallback, "calibration": run_calibration}
+    if args.what in fixed:
+        return fixed[args.what](args)
+    d = descriptor(args.what)
+    return run_keyframe_stage(args, d) if d.mode == "keyframes" else run_frame_stage(args, d)
+
+
+def parse(argv: Sequence[str]) -> argparse.Namespace:
+    """Parse ``run ...`` arguments (``argv`` starts with ``run``)."""
+    parser = argparse.ArgumentParser(prog="farmplug")
+    add_common(parser, top=True)
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    add_run_parsers(verbs)
+    args = parser.parse_args(list(argv))
+    args.argv = list(argv)
+    return args
+
+
+def run_task(argv: Sequence[str]) -> int:
+    """Run one ``farmplug run ...`` command line in this process, letting errors propagate.
+
+    Raises:
+        FarmplugError: the task failed (the message names the file or the problem).
+    """
+    argv = list(argv)
+    if not argv or argv[0] != "run":
+        raise FarmplugError(f"not a task command (farmplug run ...): {' '.join(argv[:3])}")
+    return dispatch(parse(argv))
