@@ -8,8 +8,10 @@ so nothing half-written is ever taken as done) and produces the same frames.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING
 from farmplug.errors import ConfigError, FarmplugError
 from farmplug.graph import JobGraph, Task
 from farmplug.imageio import image_is_valid
-from farmplug.timing import read_timing
+from farmplug.timing import TASK_KEY_ENV, read_timing
 
 if TYPE_CHECKING:
     from farmplug.calibrate import CalibrationJob, CalibrationResult, Candidate, ProgressCallback
@@ -30,8 +32,79 @@ log = logging.getLogger(__name__)
 TaskRunner = Callable[[Task], None]
 
 
-def task_is_done(task: Task) -> bool:
-    """True when every output reads back and the timing record shows this very command finished."""
+#: Inputs up to this size are fingerprinted by their content; larger ones (frames, scenes) by
+#: size and modification time, which any rewrite (atomic rename included) changes.
+HASH_LIMIT = 1 << 20
+
+
+def _fingerprint(path: Path) -> str:
+    try:
+        info = path.stat()
+    except OSError:
+        return "missing"
+    if info.st_size <= HASH_LIMIT:
+        try:
+            return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError:
+            return "unreadable"
+    return f"size:{info.st_size}:mtime:{info.st_mtime_ns}"
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from farmplug import __version__
+
+    found = {"farmplug": __version__}
+    try:
+        found["bpy"] = version("bpy")
+    except PackageNotFoundError:
+        found["bpy"] = os.environ.get("FARMPLUG_BLENDER", "none")
+    return found
+
+
+def task_key(task: Task) -> str:
+    """What makes a task's outputs what they are: its command, the versions of farmplug and the
+    renderer, and a fingerprint of every input (content for small files, size and mtime for frames).
+
+    A task whose upstream re-ran, whose plan changed, or whose inputs were rewritten since gets a
+    new key, so it runs again; the same inputs give the same key on any rerun.
+    """
+    data = {"argv": task.argv, "versions": _versions(),
+            "inputs": {p: _fingerprint(Path(p)) for p in sorted(set(task.inputs))}}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def _provenance(path: Path) -> dict[str, str] | None:
+    """The ``farmplug:*`` attributes of a frame's first part (None when it does not read back)."""
+    from farmplug.errors import ImageError
+    from farmplug.imageio import read_frame
+
+    try:
+        spec = read_frame(path).parts[0].spec
+    except ImageError:
+        return None
+    return {name: spec.getattribute(f"farmplug:{name}") for name in ("task", "key", "plan")
+            if spec.getattribute(f"farmplug:{name}") is not None}
+
+
+def _trusted(path: Path, task: Task, key: str) -> bool:
+    """An output frame is trusted when it reads back and, where it says who made it, that is this
+    task with this key, or one of the tasks it depends on (a fallback lists frames its withholding
+    task delivered). Renders carry no farmplug provenance; their record's key vouches for them."""
+    made = _provenance(path)
+    if made is None:
+        return False
+    if "task" not in made:
+        return True
+    if made["task"] == task.id:
+        return made.get("key", key) == key
+    return made["task"] in task.depends_on
+
+
+def task_is_done(task: Task, key: str | None = None) -> bool:
+    """True when the task's record says this very command finished with the same key (the same
+    inputs and versions), and every output it lists reads back and carries its provenance."""
     if not Path(task.timing).is_file():
         return False
     try:
@@ -40,7 +113,28 @@ def task_is_done(task: Task) -> bool:
         return False
     if record.command != task.argv:
         return False
-    return all(_output_is_valid(Path(out)) for out in task.outputs)
+    key = task_key(task) if key is None else key
+    if record.key != key:
+        return False
+    for out in map(Path, task.outputs):
+        if not (_trusted(out, task, key) if out.suffix == ".exr" else _output_is_valid(out)):
+            return False
+    return _delivered_frames_are_there(task)
+
+
+def _delivered_frames_are_there(task: Task) -> bool:
+    """A task that vouches for frames: every frame its record passed must be there and read back."""
+    if not task.verdicts or not task.delivers:
+        return True
+    from farmplug.models import ConfidenceRecord
+    from farmplug.schema import load_model
+
+    try:
+        record = load_model(ConfidenceRecord, task.verdicts)
+    except ConfigError:
+        return False
+    passed = {v.frame for v in record.frames if v.passed}
+    return all(image_is_valid(Path(out)) for frame, out in zip(task.frames, task.delivers, strict=True) if frame in passed)
 
 
 def _output_is_valid(path: Path) -> bool:
@@ -53,10 +147,31 @@ def _output_is_valid(path: Path) -> bool:
     return image_is_valid(path)
 
 
+def foreign_outputs(task: Task, graph: JobGraph) -> list[Path]:
+    """Delivered frames at the task's outputs that this run did not make: no farmplug provenance,
+    or another plan's or another task's. A run never overwrites those without ``--force``.
+
+    Only the delivery location is checked (not the run folder's ``work/``), and not for render
+    tasks, whose frames carry no provenance (their timing record's key vouches for them).
+    """
+    if task.kind == "render":
+        return []
+    work = Path(graph.run_dir) / "work"
+    ours = {t.id for t in graph.tasks}
+    found = []
+    for out in map(Path, [*task.outputs, *task.delivers]):
+        if out.suffix != ".exr" or not out.is_file() or work in out.parents:
+            continue
+        made = _provenance(out) or {}
+        if made.get("task") not in ours or made.get("plan", graph.plan_file) != graph.plan_file:
+            found.append(out)
+    return found
+
+
 def remove_stale_temp_files(task: Task) -> list[Path]:
     """Delete temp files a killed run of ``task`` left beside its outputs (``.NAME.*tmp*``)."""
     removed = []
-    for target in [*task.outputs, task.timing]:
+    for target in [*task.outputs, *task.delivers, task.timing]:
         target = Path(target)
         if target.parent.is_dir():
             for stale in target.parent.glob(f".{target.name}.*tmp*"):
@@ -85,8 +200,12 @@ def run_graph(graph: JobGraph, *, force: bool = False, runner: TaskRunner | None
               progress: Callable[[int, int, Task], None] | None = None) -> RunSummary:
     """Run every task of ``graph`` not already done, dependencies first.
 
+    Each task runs with its key in ``FARMPLUG_TASK_KEY`` (see :func:`task_key`); a task whose
+    outputs hold frames another run made is refused unless ``force``.
+
     Raises:
-        FarmplugError: a task failed; the message names it (earlier tasks' outputs are kept).
+        FarmplugError: a task failed (the message names it; earlier tasks' outputs are kept), or a
+            task would overwrite frames it did not make.
     """
     runner = runner or run_task_in_process
     summary = RunSummary()
@@ -95,17 +214,31 @@ def run_graph(graph: JobGraph, *, force: bool = False, runner: TaskRunner | None
     for number, task in enumerate(order, 1):
         if progress:
             progress(number - 1, len(order), task)
-        if not force and task_is_done(task):
+        key = task_key(task)
+        if not force and task_is_done(task, key):
             log.info("[%d/%d] %s: already done, skipped", number, len(order), task.id)
             summary.skipped.append(task.id)
             continue
+        if not force and task.role == "plan":
+            foreign = foreign_outputs(task, graph)
+            if foreign:
+                more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
+                raise FarmplugError(f"task {task.id} would overwrite {foreign[0]}{more}, which this run did not make; "
+                                    "move it away, or run again with --force to replace it")
         log.info("[%d/%d] %s: %s frames %s", number, len(order), task.id, task.stage, _frames_label(task.frames))
         for stale in remove_stale_temp_files(task):
             log.info("removed %s left by an interrupted run", stale)
+        previous = os.environ.get(TASK_KEY_ENV)
+        os.environ[TASK_KEY_ENV] = key
         try:
             runner(task)
         except FarmplugError as err:
             raise FarmplugError(f"task {task.id} failed: {err}") from err
+        finally:
+            if previous is None:
+                os.environ.pop(TASK_KEY_ENV, None)
+            else:
+                os.environ[TASK_KEY_ENV] = previous
         summary.ran.append(task.id)
     summary.wall_s = time.perf_counter() - started
     return summary

@@ -43,7 +43,8 @@ def failed_frames(confidence_dir: Path, frames: list[int]) -> list[int]:
     return [f for f in frames if not verdicts[f].passed]
 
 
-def render_fallback_frames(plan_file: Path, confidence_dir: Path, run_dir: Path, *, frames: list[int], task: str) -> TimingRecord:
+def render_fallback_frames(plan_file: Path, confidence_dir: Path, run_dir: Path, *, frames: list[int], task: str,
+                           key: str = "") -> TimingRecord:
     """Render and post-process the frames of ``frames`` that the plan's withholding stage did not deliver.
 
     Raises:
@@ -77,7 +78,7 @@ def render_fallback_frames(plan_file: Path, confidence_dir: Path, run_dir: Path,
     for index, stage in enumerate(stages):
         last = index == len(stages) - 1
         target = layout.final if last else layout.fallback_stage(stage.kind)
-        records.append(run_stage(stage, frame_jobs(source, target, failed), task=task, plan=str(plan_file)))
+        records.append(run_stage(stage, frame_jobs(source, target, failed), task=task, plan=str(plan_file), key=key))
         source = target
     per_frame = {f: FrameTiming(frame=f, wall_s=0.0, cpu_s=0.0, output=str(frame_path(layout.final, f))) for f in failed}
     for rec in records:

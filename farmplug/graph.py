@@ -45,6 +45,9 @@ class Task(StrictModel):
     window: int = Field(default=0, ge=0, description="frames each side it reads, when reads is window")
     aux_layer: str | None = Field(default=None, description="the aux render layer it reads frame by frame, if any")
     verdicts: str | None = Field(default=None, description="the confidence record it writes (stages that withhold frames)")
+    delivers: list[str] = Field(
+        default_factory=list, description="frames it writes when they pass its check (one per frame of the task)")
+    inputs: list[str] = Field(default_factory=list, description="files it reads: scene, plan, its dependencies' outputs")
 
 
 class JobGraph(StrictModel):
@@ -230,7 +233,7 @@ def compile_plan(plan: Plan, shot: Shot, *, plan_file: Path, shot_file: Path, ru
         return make(
             layer, "render", stage, role, render_template(layer, role, samples, pattern, passes), frames,
             outputs=[str(frame_path(pattern, f)) for f in frames], timing_dir=str(Path(pattern).parent),
-            cores=plan.threads or 0,
+            cores=plan.threads or 0, inputs=[scene],
         )
 
     delivered = sorted(set(frames)) if frames is not None else shot.frames.frames
@@ -266,6 +269,7 @@ def compile_plan(plan: Plan, shot: Shot, *, plan_file: Path, shot_file: Path, ru
                 outputs=[str(frame_path(target, f)) for f in frames], timing_dir=str(Path(target).parent),
                 gpus=1 if stage.uses_gpu() else 0, reads="window" if described.mode == "window" else "frame",
                 window=described.window if described.mode == "window" else 0,
+                inputs=[plan_abs, *_outputs_of(depends, levels[-1])],
             ))
         levels.append(level)
         source = target
@@ -306,10 +310,12 @@ def compile_plan(plan: Plan, shot: Shot, *, plan_file: Path, shot_file: Path, ru
                 template += [maker_descriptor.aux_flag, layout.aux(aux.layer)]
             # Frames that pass go to the final pattern; the confidence record lists the others.
             verdicts = confidence_path(verdicts_dir, targets) if withholds else None
+            finals = [str(frame_path(layout.final, f)) for f in targets]
             made = make(maker.kind, "stage", maker.kind, "plan", template, targets, depends_on=depends,
-                        outputs=[verdicts] if verdicts else [str(frame_path(layout.final, f)) for f in targets],
+                        outputs=[verdicts] if verdicts else finals, delivers=finals if verdicts else [],
                         timing_dir=str(Path(layout.final).parent), gpus=1 if maker.uses_gpu() else 0,
-                        reads="keyframes", aux_layer=aux.layer if aux else None, verdicts=verdicts)
+                        reads="keyframes", aux_layer=aux.layer if aux else None, verdicts=verdicts,
+                        inputs=[plan_abs, *_outputs_of(depends, tasks)])
             tasks.append(made)
             if not withholds:
                 continue
@@ -321,6 +327,7 @@ def compile_plan(plan: Plan, shot: Shot, *, plan_file: Path, shot_file: Path, ru
                 "fallback", "fallback", "fallback", "plan", fallback_template, targets, depends_on=[made.id],
                 outputs=[str(frame_path(layout.final, f)) for f in targets],
                 timing_dir=str(Path(layout.fallback).parent), cores=plan.threads or 0,
+                inputs=[plan_abs, scene, verdicts],
             ))
 
     # Full-quality reference renders of the check frames: the evidence behind the report.
@@ -330,6 +337,12 @@ def compile_plan(plan: Plan, shot: Shot, *, plan_file: Path, shot_file: Path, ru
     return JobGraph(
         name=shot.name, run_dir=str(run_dir), plan_file=plan_abs, shot_file=str(Path(shot_file).absolute()), tasks=tasks
     )
+
+
+def _outputs_of(ids: Sequence[str], tasks: Sequence[Task]) -> list[str]:
+    """The outputs of the tasks ``ids`` names (a task's inputs are its dependencies' outputs)."""
+    wanted = set(ids)
+    return list(dict.fromkeys(out for t in tasks if t.id in wanted for out in t.outputs))
 
 
 def _rendered(keyframes: list[int], delivered: list[int]) -> list[int]:

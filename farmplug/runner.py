@@ -33,6 +33,7 @@ def run_stage(
     task: str,
     role: str = "plan",
     plan: str = "",
+    key: str = "",
     progress: Callable[[int], None] | None = None,
 ) -> TimingRecord:
     """Run one stage (its config model says which) over ``jobs``; returns the task's timing record.
@@ -60,6 +61,7 @@ def run_stage(
         "version": __version__,
         "plan": plan,
         "task": task,
+        **({"key": key} if key else {}),
     }
     try:
         for job in jobs:

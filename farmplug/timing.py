@@ -20,6 +20,9 @@ from pydantic import Field
 from farmplug.schema import StrictModel, load_model, save_model
 
 TIMING_SUFFIX = ".timing.json"
+#: The environment variable through which the engine hands a task its key (the task writes it
+#: into its timing record and into the provenance of every frame it writes).
+TASK_KEY_ENV = "FARMPLUG_TASK_KEY"
 
 
 class FrameTiming(StrictModel):
@@ -49,6 +52,7 @@ class TimingRecord(StrictModel):
     frames: list[FrameTiming] = Field(default_factory=list)
     settings: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
     command: list[str] = Field(default_factory=list, description="the farmplug arguments that ran this task")
+    key: str = Field(default="", description="what made it: command, inputs and versions (set by the engine)")
 
     @property
     def cpu_s(self) -> float:

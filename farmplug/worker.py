@@ -162,11 +162,21 @@ def _task_names(args: argparse.Namespace, frames: list[int], folder: str | Path)
     return tid, Path(args.timing) if args.timing else Path(timing_path(folder, tid))
 
 
+def task_key() -> str:
+    """The key the engine gave this task (empty when it runs outside farmplug's engine, e.g. on a farm)."""
+    import os
+
+    from farmplug.timing import TASK_KEY_ENV
+
+    return os.environ.get(TASK_KEY_ENV, "")
+
+
 def _write_timing(args: argparse.Namespace, record, path: Path | None) -> None:
     from farmplug.timing import write_timing
 
     if path is not None:
         record.command = list(getattr(args, "argv", []))
+        record.key = task_key()
         write_timing(record, path)
 
 
@@ -246,7 +256,8 @@ def run_frame_stage(args: argparse.Namespace, d: StageDescriptor) -> int:
     tid, timing = _task_names(args, frames, Path(args.output).parent)
     jobs = frame_jobs(args.input, args.output, frames)
     with progress_bar(len(jobs), f"{d.kind} {tid}") as bar:
-        record = run_stage(config, jobs, task=tid, role=args.role, plan=str(args.plan or ""), progress=lambda _f: bar.update(1))
+        record = run_stage(config, jobs, task=tid, role=args.role, plan=str(args.plan or ""), key=task_key(),
+                           progress=lambda _f: bar.update(1))
     _write_timing(args, record, timing)
     return 0
 
@@ -273,7 +284,7 @@ def run_keyframe_stage(args: argparse.Namespace, d: StageDescriptor) -> int:
         record_file = args.confidence or (Path(confidence_path(args.confidence_dir, targets)) if args.confidence_dir else None)
     job = KeyframeJob(input_pattern=args.input, output_pattern=args.output, keys=keys, targets=targets,
                       aux_pattern=getattr(args, "aux", None), rejected_pattern=getattr(args, "rejected", None),
-                      task=tid, plan=str(args.plan or ""))
+                      task=tid, plan=str(args.plan or ""), key=task_key())
     stage = create_stage(config)
     stage.open()
     try:
@@ -295,7 +306,7 @@ def run_fallback(args: argparse.Namespace) -> int:
 
     frames = parse_frames(args.frames)
     tid, timing = _task_names(args, frames, fallback_timing_folder(args.plan, args.run_dir))
-    record = render_fallback_frames(args.plan, args.confidence_dir, args.run_dir, frames=frames, task=tid)
+    record = render_fallback_frames(args.plan, args.confidence_dir, args.run_dir, frames=frames, task=tid, key=task_key())
     _write_timing(args, record, timing)
     return 0
 

@@ -147,6 +147,7 @@ def run_inbetween(
     rejected_pattern: str | None = None,
     task: str = "inbetween",
     plan: str = "",
+    key: str = "",
     progress: Callable[[int], None] | None = None,
 ) -> tuple[TimingRecord, ConfidenceRecord]:
     """Interpolate ``targets`` from the ``keys`` around them; deliver the frames that pass.
@@ -175,7 +176,8 @@ def run_inbetween(
     timings: list[FrameTiming] = []
     verdicts: list[FrameConfidence] = []
     cache: dict[int, Frame] = {}
-    provenance = {"stage": "inbetween", "backend": "splat", "version": __version__, "plan": plan, "task": task}
+    provenance = {"stage": DESCRIPTOR.kind, "backend": DESCRIPTOR.backend, "version": __version__, "plan": plan, "task": task,
+                  **({"key": key} if key else {})}
 
     def load(k: int) -> Frame:
         # Each keyframe is read once: the right end of one interval is the left end of the next.
@@ -263,7 +265,7 @@ class SplatInbetweenStage:
         return run_inbetween(
             self.config, input_pattern=job.input_pattern, output_pattern=job.output_pattern, keys=job.keys,
             targets=job.targets, guide_pattern=job.aux_pattern, rejected_pattern=job.rejected_pattern,
-            task=job.task, plan=job.plan, progress=progress,
+            task=job.task, plan=job.plan, key=job.key, progress=progress,
         )
 
     def close(self) -> None:

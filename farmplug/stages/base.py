@@ -164,6 +164,7 @@ class KeyframeJob:
     rejected_pattern: str | None = None
     task: str = ""
     plan: str = ""
+    key: str = ""
 
 
 @runtime_checkable

@@ -9,6 +9,7 @@ The real end-to-end resume (a killed ``farmplug submit``) is tests/integration/t
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from farmplug.graph import JobGraph, Task, task_id, timing_path
 from farmplug.imageio import read_frame, write_frame
 from farmplug.imageio.exr import Frame, Part
 from farmplug.integrations.local import LocalFarm, task_is_done
-from farmplug.timing import TimingRecord, read_timing, write_timing
+from farmplug.timing import TASK_KEY_ENV, TimingRecord, read_timing, write_timing
 
 SIZE = 8
 
@@ -71,10 +72,13 @@ class FakeTaskRunner:
         for out in task.outputs:
             self.stale_seen += list(Path(out).parent.glob(f".{Path(out).name}.*"))
         started = time.time()
+        # The engine hands the task its key; the task stamps it on its frames and its record.
+        key = os.environ.get(TASK_KEY_ENV, "")
         for frame_number, out in zip(task.frames, task.outputs, strict=True):
-            write_frame(out, tiny_frame(float(frame_number)), provenance={"stage": task.stage})
+            write_frame(out, tiny_frame(float(frame_number)), provenance={"stage": task.stage, "task": task.id, "key": key})
         write_timing(TimingRecord(task=task.id, stage=task.stage, role=task.role, backend="test", started_at=started,
-                                  finished_at=time.time(), overhead_cpu_s=0.1, command=list(task.argv)), task.timing)
+                                  finished_at=time.time(), overhead_cpu_s=0.1, command=list(task.argv), key=key),
+                     task.timing)
 
 
 def run(graph: JobGraph) -> tuple[list[str], list[str]]:
