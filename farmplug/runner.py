@@ -113,6 +113,9 @@ def frame_jobs(input_pattern: str, output_pattern: str, frames: Sequence[int]) -
     from farmplug.render.base import frame_path
 
     jobs = [FrameJob(f, frame_path(input_pattern, f), frame_path(output_pattern, f)) for f in frames]
+    if len({job.destination for job in jobs}) < len(jobs):
+        raise FarmplugError(f"--output {output_pattern} has no frame token (#### or %04d), but {len(jobs)} frames "
+                            "would be written to it")
     for job in jobs:
         if job.source.resolve() == job.destination.resolve():
             raise FarmplugError(f"output would overwrite the input {job.source}; choose another --output")

@@ -278,6 +278,12 @@ def run_keyframe_stage(args: argparse.Namespace, d: StageDescriptor) -> int:
         keys, targets = keyframe_span(frames, args.step)
     else:
         raise FarmplugError("give --step N (keyframes every N frames of --frames) or --keys with the keyframes")
+    from farmplug.render.base import has_frame_token
+
+    for flag, pattern in (("--output", args.output), ("--rejected", getattr(args, "rejected", None))):
+        if pattern and len(targets) > 1 and not has_frame_token(pattern):
+            raise FarmplugError(f"{flag} {pattern} has no frame token (#### or %04d), but {len(targets)} frames "
+                                "would be written to it")
     tid, timing = _task_names(args, targets, Path(args.output).parent)
     record_file = None
     if d.withholds:

@@ -62,6 +62,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"farmplug: error: {err}", file=sys.stderr)
         return 1
+    except OSError as err:
+        # The operating system said no (a read-only folder, a full disk, a path that is a folder):
+        # one line naming the path, as for any other error.
+        if args.verbose:
+            raise
+        # A rename names the temp file first and the destination second; the destination is what matters.
+        path = getattr(err, "filename2", None) or err.filename
+        where = f"{path}: " if path else ""
+        print(f"farmplug: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        if args.verbose:
+            raise
+        print("farmplug: error: out of memory (the frames are too large for this machine's memory)", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("farmplug: interrupted; finished outputs are kept, run the same command again to continue", file=sys.stderr)
         return 130

@@ -345,6 +345,8 @@ def write_frame(
     for src in sources:
         if path.resolve() == src.resolve() or _same_file(path, src):
             raise ImageError(f"refusing to overwrite the input file {src}", path=path)
+    if path.is_dir():
+        raise ImageError("is a folder, not a file; choose a file name (with a frame token for several frames)", path=path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(fd)
