@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from farmplug.errors import FarmplugError
-from farmplug.graph import JobGraph, compile_plan, save_graph
+from farmplug.graph import JobGraph, compile_plan, default_run_dir, save_graph
 from farmplug.models import Plan, QualityTarget, Shot, default_check_frames, load_plan, load_shot
 from farmplug.schema import save_model
 from farmplug.stages.registry import default_stages, keyframe_stage
@@ -84,14 +84,14 @@ def save_plan(plan: Plan, path: str | Path) -> Path:
 
 
 def compile_graph(plan_file: str | Path, *, run_dir: str | Path | None = None) -> JobGraph:
-    """The job graph of a plan file (default run folder: ``run-<shot>`` beside the plan).
+    """The job graph of a plan file (default run folder: ``run-<shot>-<plan>`` beside the plan).
 
     Raises:
         ConfigError: the plan or its shot is invalid.
     """
     plan_file = Path(plan_file)
     plan, shot, shot_file = load_plan(plan_file)
-    run_dir = Path(run_dir) if run_dir is not None else plan_file.parent / f"run-{shot.name}"
+    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(plan_file, shot)
     return compile_plan(plan, shot, plan_file=plan_file, shot_file=shot_file, run_dir=run_dir)
 
 

@@ -8,12 +8,13 @@ so nothing half-written is ever taken as done) and produces the same frames.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -180,6 +181,46 @@ def remove_stale_temp_files(task: Task) -> list[Path]:
     return removed
 
 
+LOCK_FILE = ".farmplug.lock"
+
+
+@contextlib.contextmanager
+def run_folder_lock(run_dir: str | Path) -> Iterator[Path]:
+    """Hold the run folder's exclusive lock while work runs in it (one ``submit`` or ``calibrate`` at a time).
+
+    The lock is an ``flock`` on ``RUN_DIR/.farmplug.lock``, so the kernel drops it when its holder
+    dies, even by ``kill -9``: a lock left by a dead run is never in the way. The file says who
+    holds it (PID, host, since when, the command), for the message a second run gets.
+
+    Raises:
+        FarmplugError: another process holds the lock (the message names it).
+    """
+    import fcntl
+    import platform
+    import sys
+
+    folder = Path(run_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_FILE
+    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the whole block
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise FarmplugError(f"run folder {folder} is in use by {holder}; wait for it to finish, "
+                                "or use another --run-dir") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {platform.node()} since {time.strftime('%Y-%m-%d %H:%M:%S')} "
+                     f"({' '.join(['farmplug', *sys.argv[1:3]])})\n")
+        handle.flush()
+        yield path
+    finally:
+        handle.close()
+
+
 @dataclass
 class RunSummary:
     """What a run did: the tasks it ran and the ones it found done."""
@@ -208,6 +249,12 @@ def run_graph(graph: JobGraph, *, force: bool = False, runner: TaskRunner | None
             task would overwrite frames it did not make.
     """
     runner = runner or run_task_in_process
+    with run_folder_lock(graph.run_dir):
+        return _run_tasks(graph, force=force, runner=runner, progress=progress)
+
+
+def _run_tasks(graph: JobGraph, *, force: bool, runner: TaskRunner,
+               progress: Callable[[int, int, Task], None] | None) -> RunSummary:
     summary = RunSummary()
     started = time.perf_counter()
     order = graph.topological()

@@ -155,6 +155,12 @@ def run_layout(run_dir: Path, shot: Shot) -> RunLayout:
     return RunLayout(root=Path(run_dir), stem=shot.name.replace("/", "_"), output=shot.output)
 
 
+def default_run_dir(plan_file: Path, shot: Shot) -> Path:
+    """Where a plan runs when no ``--run-dir`` is given: ``run-<shot>-<plan>`` beside the plan, so two
+    plans of one shot never share a run folder."""
+    return Path(plan_file).parent / f"run-{shot.name.replace('/', '_')}-{Path(plan_file).stem}"
+
+
 def task_id(layer: str, frames: list[int]) -> str:
     """The id of the task of ``layer`` over ``frames``: ``render-0001-0008``.
 

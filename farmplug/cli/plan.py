@@ -37,7 +37,7 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from farmplug.api import make_plan
-    from farmplug.graph import compile_plan
+    from farmplug.graph import compile_plan, default_run_dir
     from farmplug.models import load_shot
     from farmplug.schema import save_model
 
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
                      guided=args.guided, chunk_size=args.chunk_size, flip_target=args.flip_target,
                      check_frames=args.check_frames, check_count=args.check_count)
     save_model(plan, out)
-    graph = compile_plan(plan, shot, plan_file=out, shot_file=args.shot, run_dir=out.parent / f"run-{shot.name}")
+    graph = compile_plan(plan, shot, plan_file=out, shot_file=args.shot, run_dir=default_run_dir(out, shot))
     if args.json:
         print_json({"plan_file": str(out), "plan": plan.model_dump(mode="json"), "tasks": [t.id for t in graph.tasks]})
         return 0

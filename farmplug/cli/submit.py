@@ -28,11 +28,32 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
     p = verbs.add_parser("submit", help="compile a plan into a job graph and submit it to a farm", formatter_class=formatter)
     add_common(p)
     p.add_argument("plan", type=Path, help="plan YAML (write one with farmplug plan or farmplug calibrate)")
-    p.add_argument("--run-dir", type=Path, default=None, help="run folder (default: run-<shot> beside the plan)")
+    p.add_argument("--run-dir", type=Path, default=None, help="run folder (default: run-<shot>-<plan> beside the plan); a run folder belongs to one plan")
     p.add_argument("--force", action="store_true", help="local: re-run tasks whose outputs already exist")
     p.add_argument("--no-report", action="store_true", help="local: do not build the report after the run")
     p.add_argument("--out", type=Path, default=None, help="with --dry-run: folder for the native files")
     add_farm_options(p)
+
+
+def check_run_folder_plan(run_dir: Path, plan_file: Path) -> None:
+    """A run folder belongs to one plan: another plan's run there is refused.
+
+    Raises:
+        FarmplugError: the folder holds the graph of another plan (the message says what to do).
+    """
+    from farmplug.errors import ConfigError
+    from farmplug.graph import GRAPH_FILE, load_graph
+
+    if not (Path(run_dir) / GRAPH_FILE).is_file():
+        return
+    try:
+        owner = Path(load_graph(run_dir).plan_file)
+    except ConfigError as err:
+        raise FarmplugError(f"run folder {run_dir} holds a graph this version cannot read ({err}); "
+                            "use another --run-dir") from None
+    if owner.resolve() != Path(plan_file).resolve():
+        raise FarmplugError(f"run folder {run_dir} belongs to plan {owner}; give {plan_file} its own --run-dir "
+                            "(or remove that folder)")
 
 
 def submit_graph(args: argparse.Namespace, graph, run_dir: Path, *, scene: Path | None = None,
@@ -64,8 +85,10 @@ def submit_graph(args: argparse.Namespace, graph, run_dir: Path, *, scene: Path 
         out = native_out or run_dir / f"{args.farm}-submission"
         written = write_submission(submission, out)
         save_graph(graph, out)
-        # The run folder gets the graph too: `farmplug report RUN_DIR` reads it once the farm is done.
-        save_graph(graph, run_dir)
+        # A new run folder gets the graph too (`farmplug report RUN_DIR` reads it once the farm is done);
+        # a dry run never writes into an existing one, whose graph describes the run that is there.
+        if not (Path(run_dir) / "graph.json").exists():
+            save_graph(graph, run_dir)
         return {"farm": args.farm, "submitted": False, "out": str(out), "files": [str(p) for p in written],
                 "summary": submission.summary, "run_dir": str(run_dir)}
     runs_here = getattr(backend, "runs_here", False)
@@ -97,11 +120,12 @@ def print_submission(done: dict) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from farmplug.graph import compile_plan
+    from farmplug.graph import compile_plan, default_run_dir
     from farmplug.models import load_plan
 
     plan, shot, shot_file = load_plan(args.plan)
-    run_dir = args.run_dir or args.plan.parent / f"run-{shot.name}"
+    run_dir = args.run_dir or default_run_dir(args.plan, shot)
+    check_run_folder_plan(run_dir, args.plan)
     graph = compile_plan(plan, shot, plan_file=args.plan, shot_file=shot_file, run_dir=run_dir)
     done = submit_graph(args, graph, run_dir, scene=shot.scene_path(shot_file), native_out=args.out)
     report = None

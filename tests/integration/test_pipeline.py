@@ -260,3 +260,25 @@ def test_bad_plan_field_cli_message(tmp_path, capsys):
     assert main(["submit", str(tmp_path / "plan.yaml")]) == 1
     err = capsys.readouterr().err
     assert "plan.yaml" in err and "quality" in err and "'high'" in err
+
+
+def test_two_submits_on_one_run_folder_do_not_run_at_once(tiny_scene, tmp_path):
+    """The second `submit` is refused in one line while the first runs; the first is unaffected."""
+    shot = write_tiny_shot(tmp_path, tiny_scene)
+    assert main(["plan", str(shot), "--samples-factor", "0.125", "--chunk-size", "1", "--check-frames", "2"]) == 0
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "farmplug.cli", "submit", str(tmp_path / "plan.yaml"), "--run-dir", str(run_dir)]
+    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    lock = run_dir / ".farmplug.lock"
+    deadline = time.time() + 60
+    while time.time() < deadline and first.poll() is None and not (lock.is_file() and lock.read_text().strip()):
+        time.sleep(0.05)
+    assert first.poll() is None, "the first submit ended before the second could start"
+    second = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 1
+    last = second.stderr.strip().splitlines()[-1]
+    assert last.startswith("farmplug: error:") and f"pid {first.pid}" in last and "in use" in last
+    out, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err
+    assert "savings:" in out
+    assert len(list((run_dir / "frames").glob("tiny.*.exr"))) == 4
