@@ -379,7 +379,9 @@ def run_calibration(
     warm_up(job)
     total = len(job.graph.tasks)
     try:
-        run_graph(job.graph, progress=(lambda done, _n, task: progress(done, total, task.id)) if progress else None)
+        # The reference renders go into the run folder the plan will use: it is locked too.
+        with run_folder_lock(run_dir) if run_dir is not None else contextlib.nullcontext():
+            run_graph(job.graph, progress=(lambda done, _n, task: progress(done, total, task.id)) if progress else None)
     except FarmplugError as err:
         raise FarmplugError(f"calibration {err}") from err
     if progress:
