@@ -49,7 +49,20 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a farm cancelling the task): unwound like Ctrl-C, so children are stopped and temps removed."""
+
+
+def _on_sigterm(_signum, _frame) -> None:
+    raise Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
     args = _parse(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -77,9 +90,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print("farmplug: error: out of memory (the frames are too large for this machine's memory)", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("farmplug: interrupted; finished outputs are kept, run the same command again to continue", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:
+        why = "terminated" if isinstance(stop, Terminated) else "interrupted"
+        print(f"farmplug: {why}; finished outputs are kept, run the same command again to continue", file=sys.stderr)
+        return 143 if isinstance(stop, Terminated) else 130
 
 
 __all__ = ["build_parser", "main"]

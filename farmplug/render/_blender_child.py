@@ -13,8 +13,11 @@ Protocol with the parent:
   a marker line.
 * On success the result JSON is written (atomically) and the exit status is 0; on failure one line
   ``farmplug render child: <error>`` goes to stderr and the exit status is 1.
-* Each frame is rendered to a hidden temp file beside its final path and renamed onto it, so a
-  killed render never leaves a half-written frame.
+* Each frame is rendered to a hidden temp file beside its final path
+  (``.NAME.<child pid>.tmp.exr``) and announced with its marker; the **parent** reads it back,
+  checks it, and renames it into place. The child never publishes a frame itself, so a frame
+  Blender could not write whole (a full disk) is never delivered, and a child that outlives its
+  parent has nothing it could publish.
 """
 
 from __future__ import annotations
@@ -140,7 +143,7 @@ def configure_scene(bpy: Any, request: dict[str, Any]) -> Any:
 
 
 def render_frames(bpy: Any, scene: Any, request: dict[str, Any], marker_out: TextIO) -> list[dict[str, Any]]:
-    """Render each frame to its temp file, rename it into place, and time it."""
+    """Render each frame to its temp file, announce it for the parent to check and publish, and time it."""
     timings = []
     for item in request["frames"]:
         frame = int(item["frame"])
@@ -154,9 +157,9 @@ def render_frames(bpy: Any, scene: Any, request: dict[str, Any], marker_out: Tex
             bpy.ops.render.render(write_still=True)
             if not temp.is_file():
                 raise ChildError(f"Blender wrote no file for frame {frame} (expected {temp})")
-            os.replace(temp, final)
-        finally:
+        except BaseException:
             temp.unlink(missing_ok=True)
+            raise
         timings.append(
             {
                 "frame": frame,

@@ -22,7 +22,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Literal
 
@@ -182,7 +182,8 @@ class BlenderRenderer:
             result_json = Path(workdir) / "result.json"
             save_model(child_request, request_json)
             started_at = time.time()
-            self._run_child(self.command(request_json, result_json), scene, outputs, progress)
+            self._run_child(self.command(request_json, result_json), scene, outputs, progress,
+                            frames=request.frames, passes=request.passes)
             finished_at = time.time()
             try:
                 result = load_model(ChildResult, result_json)
@@ -234,6 +235,9 @@ class BlenderRenderer:
         scene: Path,
         outputs: list[Path],
         progress: Callable[[int], None] | None,
+        *,
+        frames: Sequence[int],
+        passes: frozenset[str],
     ) -> None:
         """Run the child, relaying frame markers to ``progress`` and its chatter to the log.
 
@@ -251,6 +255,7 @@ class BlenderRenderer:
                 encoding="utf-8",
                 errors="replace",
                 bufsize=1,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, async-signal-safe
             )
         except OSError as err:
             raise RenderError(f"cannot start render child {command[0]}: {err}", path=scene) from None
@@ -262,15 +267,26 @@ class BlenderRenderer:
         try:
             if proc.stdout is None:
                 raise RenderError("render child has no stdout pipe", path=scene)
+            by_frame = {f: out for f, out in zip(frames, outputs, strict=True)}
+            published = []
             for line in proc.stdout:
                 match = _FRAME_DONE.search(line)
                 if match is None:
                     tail.append(line.rstrip())
                     log.debug("blender: %s", line.rstrip())
-                elif progress is not None:
-                    progress(int(match.group(1)))
+                    continue
+                frame = int(match.group(1))
+                final = by_frame[frame]
+                publish_render(child_temp_output(final, proc.pid), final, passes=passes, like=published[0] if published else None)
+                published.append(final)
+                if progress is not None:
+                    progress(frame)
             proc.wait()
             finished = True
+            if proc.returncode == 0 and len(published) != len(outputs):
+                missing = [str(p) for p in outputs if p not in published]
+                raise RenderError(f"the render child finished without announcing {len(missing)} frame(s), "
+                                  f"first {missing[0]}", path=scene)
         finally:
             if not finished:
                 # Cancelled (KeyboardInterrupt, a failing progress callback): stop the child
@@ -300,6 +316,56 @@ def _relay_chatter(stream: IO[str] | None, tail: collections.deque[str]) -> None
             text = line.rstrip()
             tail.append(text)
             log.debug("blender: %s", text)
+
+
+def _die_with_parent() -> None:
+    """In the render child, before exec: be killed when the parent dies (Linux PR_SET_PDEATHSIG).
+
+    A ``kill -9`` of ``farmplug run render`` or ``submit`` then takes Blender with it, instead of
+    leaving it to run on for hours (it could not publish a frame anyway: the parent does that).
+    """
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass  # not Linux: the parent still publishes every frame itself
+
+
+def publish_render(temp: Path, final: Path, *, passes: frozenset[str], like: Path | None = None) -> None:
+    """Check a frame the render child wrote, then rename it into place.
+
+    It must read back whole (every part, every pixel: a full disk leaves a short file), hold the
+    colour and every pass asked for, and have the size of the task's other frames.
+
+    Raises:
+        RenderError: the frame is missing, incomplete, lacks a pass or has another size; it is
+            removed and nothing is published.
+    """
+    from farmplug.errors import ImageError
+    from farmplug.imageio import read_frame
+    from farmplug.imageio.channels import FEATURES
+
+    try:
+        try:
+            frame = read_frame(temp)
+        except ImageError as err:
+            raise RenderError(f"Blender's frame did not read back, nothing published: {err}", path=final) from None
+        # Passes the channel vocabulary names (ID passes have no feature of their own to look for).
+        missing = [p for p in ("color", *sorted(passes)) if p in FEATURES and not frame.has(p)]
+        if missing:
+            raise RenderError(f"Blender's frame lacks the {', '.join(missing)} pass(es), nothing published", path=final)
+        if like is not None:
+            size, expected = frame.parts[0].pixels.shape[:2], read_frame(like).parts[0].pixels.shape[:2]
+            if size != expected:
+                raise RenderError(f"Blender's frame is {size[1]}x{size[0]}, the task's others {expected[1]}x{expected[0]}",
+                                  path=final)
+        os.replace(temp, final)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
 
 
 def child_temp_output(final: Path, pid: int) -> Path:
