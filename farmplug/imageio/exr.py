@@ -225,6 +225,44 @@ def _check_spec(spec: oiio.ImageSpec, index: int, path: Path) -> None:
         raise ImageError(f"corrupt header in part {index}: duplicate channel names", path=path)
 
 
+#: The memory an image may ask for, in MB (``FARMPLUG_IMAGE_MEMORY_MB``); default a quarter of
+#: this machine's memory, at least 1 GB.
+MEMORY_ENV = "FARMPLUG_IMAGE_MEMORY_MB"
+
+
+def memory_budget_mb() -> int:
+    """How much memory reading one image may take (see :data:`MEMORY_ENV`).
+
+    Raises:
+        ImageError: the environment variable is not a positive number.
+    """
+    configured = os.environ.get(MEMORY_ENV, "").strip()
+    if configured:
+        try:
+            value = int(float(configured))
+        except ValueError:
+            value = 0
+        if value <= 0:
+            raise ImageError(f"{MEMORY_ENV}={configured!r} must be a positive number of megabytes")
+        return value
+    try:
+        physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        physical = 4 << 30
+    return max(1024, physical // 4 >> 20)
+
+
+def _check_memory(specs: list[oiio.ImageSpec], path: Path) -> None:
+    """Refuse an image whose headers ask for more memory than the budget (a header bomb: a small file
+    whose data window claims gigapixels), before any pixel is read."""
+    # Each part becomes a float32 array, and OpenImageIO holds a decode buffer of about the same size.
+    need = sum(spec.width * spec.height * spec.nchannels * 4 for spec in specs) * 2
+    budget = memory_budget_mb()
+    if need > budget << 20:
+        raise ImageError(f"needs {need >> 20} MB of memory to read ({len(specs)} part(s), {specs[0].width}x"
+                         f"{specs[0].height}), over the budget of {budget} MB ({MEMORY_ENV})", path=path)
+
+
 @contextmanager
 def _native_stderr_to_log() -> Iterator[None]:
     """Route what native code writes to file descriptor 2 into the debug log while reading.
@@ -273,12 +311,18 @@ def _read_parts(path: Path, vocabulary: str | None) -> Frame:
         msg = _clear_oiio_errors() or "not an image OpenImageIO can read"
         raise ImageError(f"cannot open: {msg}", path=path)
     try:
+        # Every header first: an image is sized (and refused, when too large) before a pixel is read.
+        specs: list[oiio.ImageSpec] = []
+        while inp.seek_subimage(len(specs), 0):
+            spec = inp.spec().copy() if hasattr(inp.spec(), "copy") else oiio.ImageSpec(inp.spec())
+            _check_spec(spec, len(specs), path)
+            specs.append(spec)
+        _check_memory(specs, path)
         parts: list[Part] = []
         declared = None
-        while inp.seek_subimage(len(parts), 0):
-            spec = inp.spec().copy() if hasattr(inp.spec(), "copy") else oiio.ImageSpec(inp.spec())
-            index = len(parts)
-            _check_spec(spec, index, path)
+        for index, spec in enumerate(specs):
+            if not inp.seek_subimage(index, 0):
+                raise ImageError(f"part {index} cannot be read back: {_clear_oiio_errors(inp)}", path=path)
             if declared is None:
                 declared = spec.getattribute("oiio:subimages")
             pixels = inp.read_image(index, 0, 0, spec.nchannels, "float")
