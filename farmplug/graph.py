@@ -470,10 +470,42 @@ def save_graph(graph: JobGraph, run_dir: Path) -> Path:
 
 
 def load_graph(run_dir: Path) -> JobGraph:
-    """Read a run folder's job graph.
+    """Read a run folder's job graph, its paths inside the run folder rebased onto where it is now.
+
+    A run folder moved, copied or synced from a farm is read where it lies: every path of the
+    graph under the folder it was made in points into this folder instead, so ``farmplug report``
+    reports this folder's records and frames, never the original's.
 
     Raises:
         ConfigError: no graph.json there, or it is corrupt.
     """
-    return load_model(JobGraph, Path(run_dir) / GRAPH_FILE)
+    graph = load_model(JobGraph, Path(run_dir) / GRAPH_FILE)
+    return rebase_graph(graph, Path(run_dir).absolute())
+
+
+def rebase_graph(graph: JobGraph, run_dir: Path) -> JobGraph:
+    """``graph`` with every path under its ``run_dir`` moved under ``run_dir`` (paths outside stay)."""
+    old = Path(graph.run_dir)
+    if old == run_dir:
+        return graph
+
+    def move(value: str) -> str:
+        path = Path(value)
+        if path == old:
+            return str(run_dir)
+        try:
+            return str(run_dir / path.relative_to(old))
+        except ValueError:
+            return value
+
+    tasks = [
+        t.model_copy(update={
+            "argv": [move(a) for a in t.argv], "outputs": [move(o) for o in t.outputs], "timing": move(t.timing),
+            "inputs": [move(i) for i in t.inputs], "delivers": [move(d) for d in t.delivers],
+            "verdicts": move(t.verdicts) if t.verdicts else None,
+        })
+        for t in graph.tasks
+    ]
+    return graph.model_copy(update={"run_dir": str(run_dir), "tasks": tasks, "plan_file": move(graph.plan_file),
+                                    "shot_file": move(graph.shot_file)})
 

@@ -158,3 +158,25 @@ def test_frames_another_run_made_at_the_delivery_pattern_are_refused_unless_forc
         run(graph)
     assert "denoise-0001-0002" in run(graph, force=True)
     assert run(graph) == []
+
+
+def test_a_moved_or_copied_run_folder_is_read_where_it_lies(tmp_path):
+    """Paths inside the run folder follow it: a moved or copied folder is its own, not the original's."""
+    import shutil
+
+    from farmplug.graph import load_graph, save_graph
+
+    graph = graph_of(tmp_path, *shot_and_plan(tmp_path))
+    run(graph)
+    save_graph(graph, Path(graph.run_dir))
+    moved = tmp_path / "elsewhere" / "run"
+    moved.parent.mkdir()
+    shutil.move(graph.run_dir, moved)
+    again = load_graph(moved)
+    assert again.run_dir == str(moved)
+    assert all(str(moved) in t.timing for t in again.tasks)
+    assert all(Path(o).is_file() for t in again.tasks for o in t.outputs)
+    assert again.plan_file == graph.plan_file  # outside the run folder: unchanged
+    copy = tmp_path / "copy"
+    shutil.copytree(moved, copy)
+    assert all(str(copy) in t.timing for t in load_graph(copy).tasks)
