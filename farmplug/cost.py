@@ -1,6 +1,8 @@
 """Money: what a set of tasks cost at a farm's prices.
 
-Prices live in a YAML file (``examples/prices.yaml``) read into :class:`Prices`. The cost of a
+Prices live in a YAML file (``examples/prices.yaml``) read into :class:`Prices`; without one,
+reports use :func:`default_prices` (the package's copy of ``examples/prices.yaml``, named as
+such on every page that uses it). The cost of a
 set of timing records is a :class:`CostBreakdown`: per (stage, role), the hours of each billed
 resource and the money each costs, overheads (process start, scene and model load) included.
 
@@ -40,6 +42,11 @@ from farmplug.timing import TimingRecord
 #: task's record says ``render`` (aux renders included), fallback tasks say ``fallback``.
 RENDER_STAGES = frozenset({"render", "fallback"})
 
+#: The package's copy of ``examples/prices.yaml`` (package data; a test keeps the two equal).
+DEFAULT_PRICES_FILE = Path(__file__).resolve().parent / "templates" / "default-prices.yaml"
+#: How pages and ``report.json`` name the default prices' source.
+DEFAULT_PRICES_SOURCE = "farmplug/templates/default-prices.yaml"
+
 _SECONDS_PER_HOUR = Decimal(3600)
 _CENT = Decimal("0.01")
 
@@ -65,11 +72,17 @@ class Prices(StrictModel):
     licence_node_hour: Decimal | None = Field(default=None, ge=0, allow_inf_nan=False)
 
     _source: str = PrivateAttr(default="<prices>")
+    _default: bool = PrivateAttr(default=False)
 
     @property
     def source(self) -> str:
         """The file these prices came from (``<prices>`` when built in code)."""
         return self._source
+
+    @property
+    def is_default(self) -> bool:
+        """True for :func:`default_prices`: example prices, not a farm's own."""
+        return self._default
 
     @property
     def bills_ghz(self) -> bool:
@@ -110,6 +123,21 @@ def load_prices(path: str | Path) -> Prices:
     prices = load_model(Prices, path)
     prices._source = str(path)
     prices.check()
+    return prices
+
+
+def default_prices() -> Prices:
+    """The example prices farmplug ships (a copy of ``examples/prices.yaml``), for reports given none.
+
+    Their :attr:`Prices.source` is :data:`DEFAULT_PRICES_SOURCE` and :attr:`Prices.is_default` is
+    True, so a page can say the money is at example prices, not the farm's.
+
+    Raises:
+        ConfigError: the packaged file is missing or broken (an install problem).
+    """
+    prices = load_prices(DEFAULT_PRICES_FILE)
+    prices._source = DEFAULT_PRICES_SOURCE
+    prices._default = True
     return prices
 
 

@@ -1,7 +1,8 @@
 """When the work finishes: a list-scheduling simulation of a job graph on a farm's capacity.
 
 Capacity lives in a YAML file (``examples/capacity.yaml``) read into :class:`Capacity`:
-``cpu_nodes`` nodes of ``cores_per_node`` cores, and ``gpus`` GPU slots.
+``cpu_nodes`` nodes of ``cores_per_node`` cores, ``gpus`` GPU slots, and ``core_speed``, how fast
+one core of the farm's nodes is against the machine the timings were measured on.
 
 Policy of :func:`simulate` (deterministic, event-driven list scheduling):
 
@@ -19,16 +20,20 @@ Policy of :func:`simulate` (deterministic, event-driven list scheduling):
 * **Placement.** Best fit: the node with the fewest free cores that still fits (lowest index
   on ties), so whole nodes stay free for whole-node tasks; GPUs lowest index first.
 
-Durations are wall seconds per task: measured (:func:`durations_from_records`, overhead
-included), or modelled per frame for the traditional full render (:func:`full_render_tasks`).
+Durations are wall seconds per task on the measuring machine: measured
+(:func:`durations_from_records`, overhead included), or modelled per frame for the traditional
+full render (:func:`full_render_tasks`). :func:`simulate` divides every CPU task's duration by
+``capacity.core_speed`` (a farm core twice as fast halves it); GPU tasks keep their measured
+durations, since a faster CPU core does not make the GPU faster.
 """
 
 from __future__ import annotations
 
 import heapq
 import math
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, Protocol
 from xml.sax.saxutils import escape, quoteattr
@@ -49,12 +54,18 @@ class Capacity(StrictModel):
         cpu_nodes: CPU render nodes.
         cores_per_node: Cores of each node.
         gpus: GPU slots (GPU workers) for post jobs; 0 when the farm has none.
+        core_speed: Speed of one core of the farm's nodes relative to the machine the timings
+            were measured on (2.0: twice as fast, every CPU task takes half its measured time).
     """
 
     schema_version: Literal[1] = 1
     cpu_nodes: int = Field(ge=1)
     cores_per_node: int = Field(ge=1)
     gpus: int = Field(default=0, ge=0)
+    core_speed: float = Field(
+        default=1.0, gt=0, allow_inf_nan=False,
+        description="per-core speed of the farm's nodes relative to the measuring machine (1 = as fast)",
+    )
 
     _source: str = PrivateAttr(default="<capacity>")
 
@@ -278,7 +289,8 @@ def simulate(tasks: Sequence[Schedulable], durations: Mapping[str, float], capac
 
     Args:
         tasks: The tasks with their dependencies (a job graph's tasks, or :class:`SimTask`).
-        durations: Wall seconds of each task by id.
+        durations: Wall seconds of each task by id, as measured (or modelled) on the measuring
+            machine; CPU tasks' are divided by ``capacity.core_speed``.
         capacity: The farm.
 
     Returns:
@@ -291,6 +303,7 @@ def simulate(tasks: Sequence[Schedulable], durations: Mapping[str, float], capac
     """
     tasks = list(tasks)
     _check_inputs(tasks, durations, capacity)
+    durations = farm_durations(tasks, durations, capacity)
     priority = _priorities(tasks, durations)
     index = {t.id: i for i, t in enumerate(tasks)}
     successors: list[list[int]] = [[] for _ in tasks]
@@ -361,6 +374,16 @@ def simulate(tasks: Sequence[Schedulable], durations: Mapping[str, float], capac
         tasks=tuple(placed), resources=resources, cores_per_node=cpn,
         makespan=max((p.end for p in placed), default=0.0), critical_path=max(priority, default=0.0),
     )
+
+
+def farm_durations(tasks: Sequence[Schedulable], durations: Mapping[str, float], capacity: Capacity) -> dict[str, float]:
+    """Each task's wall seconds on the farm: CPU tasks' measured seconds divided by ``core_speed``.
+
+    GPU tasks (``gpus > 0``) keep their measured seconds: a faster farm CPU core does not make the
+    GPU faster.
+    """
+    speed = capacity.core_speed
+    return {t.id: durations[t.id] if t.gpus > 0 else durations[t.id] / speed for t in tasks}
 
 
 def durations_from_records(records: Iterable[TimingRecord]) -> dict[str, float]:
@@ -436,6 +459,42 @@ def namespaced(prefix: str, tasks: Iterable[Schedulable], durations: Mapping[str
 
 
 # --- timeline ---------------------------------------------------------------------------------
+
+
+def compact_schedule(schedule: Schedule, *, used_rows_only: bool = False, gap_fraction: float = 1 / 1500) -> Schedule:
+    """The schedule with back-to-back tasks of one stage on one lane merged into one bar.
+
+    Gaps under ``gap_fraction`` of the makespan (below a pixel when drawn) are closed, so a
+    show's thousands of chunks draw as a few hundred bars and the page stays small; the
+    makespan and every resource's busy span are unchanged.
+
+    Args:
+        schedule: A simulated schedule.
+        used_rows_only: Keep only the resources some task ran on (a small shot on a big farm).
+        gap_fraction: Largest gap closed, as a fraction of the makespan.
+    """
+    tolerance = schedule.makespan * gap_fraction
+    groups: dict[tuple, list] = defaultdict(list)
+    for task in schedule.tasks:
+        groups[(task.resource, task.lane, task.cores, task.gpus, task.stage, task.role)].append(task)
+    merged = []
+    for tasks in groups.values():
+        tasks.sort(key=lambda t: t.start)
+        current, count = tasks[0], 1
+        for task in tasks[1:]:
+            if task.start - current.end <= tolerance:
+                current, count = replace(current, end=max(current.end, task.end)), count + 1
+                continue
+            merged.append(replace(current, id=f"{count} {current.stage} tasks") if count > 1 else current)
+            current, count = task, 1
+        merged.append(replace(current, id=f"{count} {current.stage} tasks") if count > 1 else current)
+    merged.sort(key=lambda t: (t.start, t.resource))
+    resources = schedule.resources
+    if used_rows_only:
+        used = {t.resource for t in merged}
+        resources = tuple(r for r in resources if r in used)
+    return replace(schedule, tasks=tuple(merged), resources=resources)
+
 
 #: Colours in pipeline order (Tableau 10): the render first, fallback renders and calibration last.
 _PALETTE = ("#4e79a7", "#76b7b2", "#f28e2b", "#59a14f", "#e15759", "#edc948", "#ff9da7", "#9c755f", "#bab0ac",

@@ -14,12 +14,16 @@ def formatter(prog: str) -> argparse.HelpFormatter:
 
 
 def print_headline(report, html: Path) -> None:
-    s, q = report.savings, report.quality
+    """Money and projection (when the report has them), savings, quality and the report's path, in
+    the same words as the report pages (the same helpers make both)."""
+    from farmplug.report.html import money_line, projection_line, savings_line
+
+    q = report.quality
     verdict = "" if q.meets_target is None else ("  (meets target)" if q.meets_target else "  (MISSES target)")
-    print(
-        f"savings: {s.ratio:.1f}x fewer CPU core-seconds "
-        f"({s.core_seconds_full:,.0f} full vs {s.core_seconds_plan:,.0f} plan, {s.frames} frames)"
-    )
+    for line in (money_line(report), projection_line(report)):
+        if line:
+            print(line)
+    print(savings_line(report))
     print(f"quality: mean FLIP {q.flip_mean:.4f}, PSNR {q.psnr_mean:.1f} dB, SSIM {q.ssim_mean:.3f}{verdict}")
     print(f"report: {html}")
 

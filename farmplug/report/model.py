@@ -13,7 +13,10 @@ from typing import Literal
 
 from pydantic import Field
 
+from farmplug.errors import FarmplugError
 from farmplug.schema import StrictModel
+
+SECONDS_PER_DAY = 86400.0
 
 
 class QualityFigures(StrictModel):
@@ -108,6 +111,9 @@ class Savings(StrictModel):
         ratio: ``core_seconds_full / core_seconds_plan``.
         core_seconds_checks: Cost of rendering the full-quality check frames (evidence, not plan).
         ratio_including_checks: ``core_seconds_full / (core_seconds_plan + core_seconds_checks)``.
+        ratio_without_calibration: ``core_seconds_full / (core_seconds_plan - core_seconds_calibration)``:
+            the saving of running the chosen plan again, without the one-off calibration; None
+            when no calibration is counted.
         full_core_seconds_per_frame: Measured full-render cost per frame.
         plan_core_seconds_per_frame: Plan cost per delivered frame.
         measured_frames_full: Check frames the full cost was measured on.
@@ -123,6 +129,7 @@ class Savings(StrictModel):
         default=0.0, description="part of core_seconds_plan: the calibration that chose the plan"
     )
     ratio_including_checks: float
+    ratio_without_calibration: float | None = None
     full_core_seconds_per_frame: float
     plan_core_seconds_per_frame: float
     measured_frames_full: list[int]
@@ -193,22 +200,6 @@ class InbetweenSummary(StrictModel):
     extra_saving_core_seconds: float
 
 
-class Report(StrictModel):
-    """Everything the savings report shows; serialised as ``report.json``."""
-
-    schema_version: Literal[1] = 1
-    generated_at: str
-    farmplug_version: str
-    shot: ShotInfo
-    plan: PlanInfo
-    savings: Savings
-    quality: QualitySummary
-    costs: list[StageCost]
-    machine: MachineInfo
-    inbetween: InbetweenSummary | None = None
-    notes: list[str] = Field(default_factory=list)
-
-
 # ----------------------------------------------------------------------------- show report
 
 
@@ -231,6 +222,9 @@ class Figures(StrictModel):
         check_core_hours: The full-quality check frames (evidence, not part of the plan).
         saved_core_hours: ``full_core_hours - plan_core_hours``.
         ratio: ``full_core_hours / plan_core_hours``.
+        calibration_core_hours: The part of ``plan_core_hours`` spent calibrating (choosing the plan).
+        ratio_without_calibration: ``full_core_hours / (plan_core_hours - calibration_core_hours)``;
+            None when no calibration is counted.
         full_cost: Full render at the prices.
         plan_cost: The plan at the prices.
         check_cost: The check frames at the prices.
@@ -257,6 +251,8 @@ class Figures(StrictModel):
     check_core_hours: float
     saved_core_hours: float
     ratio: float
+    calibration_core_hours: float = 0.0
+    ratio_without_calibration: float | None = None
     currency: str | None = None
     full_cost: Decimal | None = None
     plan_cost: Decimal | None = None
@@ -273,6 +269,47 @@ class Figures(StrictModel):
     fallback_frames: int
     shots_failing_target: int
 
+    @classmethod
+    def of(
+        cls, level: str, name: str, *, sequence: str | None, shots: int, frames: int, full_s: float, plan_s: float,
+        check_s: float, calibration_s: float, currency: str | None, full_cost: Decimal | None, plan_cost: Decimal | None,
+        check_cost: Decimal | None, full_makespan: float | None, plan_makespan: float | None,
+        quality: list[tuple[int, float, float, float]], fallback: int, failing: int,
+    ) -> Figures:
+        """One row from its sums; ``quality`` is (check frames, FLIP mean, FLIP p95, PSNR) per shot,
+        weighted by frames.
+
+        Raises:
+            FarmplugError: the plan costs nothing (a ratio would be infinite).
+        """
+        if plan_s <= 0:
+            raise FarmplugError(f"{level} {name}: the plan's measured cost is zero; cannot compute a saving")
+        checked = sum(n for n, *_ in quality)
+        if checked <= 0:
+            raise FarmplugError(f"{level} {name}: no check frames were scored, so quality cannot be reported")
+
+        def weighted(index: int) -> float:
+            return sum(q[0] * q[index] for q in quality) / checked
+
+        money = full_cost is not None and plan_cost is not None
+        rerun_s = plan_s - calibration_s
+        return cls(
+            level=level, name=name, sequence=sequence, shots=shots, frames=frames,
+            full_core_hours=full_s / 3600, plan_core_hours=plan_s / 3600, check_core_hours=check_s / 3600,
+            saved_core_hours=(full_s - plan_s) / 3600, ratio=full_s / plan_s,
+            calibration_core_hours=calibration_s / 3600,
+            ratio_without_calibration=full_s / rerun_s if calibration_s > 0 and rerun_s > 0 else None,
+            currency=currency if money else None,
+            full_cost=full_cost, plan_cost=plan_cost, check_cost=check_cost,
+            saved_cost=full_cost - plan_cost if money else None,
+            cost_ratio=float(full_cost / plan_cost) if money and plan_cost > 0 else None,
+            full_makespan_s=full_makespan, plan_makespan_s=plan_makespan,
+            saved_days=(full_makespan - plan_makespan) / SECONDS_PER_DAY
+            if full_makespan is not None and plan_makespan is not None else None,
+            check_frames=checked, flip_mean=weighted(1), flip_p95=weighted(2), psnr_mean=weighted(3),
+            fallback_frames=fallback, shots_failing_target=failing,
+        )
+
 
 class ShotEntry(StrictModel):
     """One shot of a show report: its figures and the evidence behind them.
@@ -287,6 +324,7 @@ class ShotEntry(StrictModel):
         fallback: Frames rendered after their interpolation failed the confidence check.
         hosts: Hosts the tasks ran on.
         quality_from: ``measured`` now, or the run's ``report.json`` it was reused from.
+        notes: What the shot's figures need said (hosts, GPU work, calibration, fallback frames).
     """
 
     run_dir: str
@@ -298,12 +336,18 @@ class ShotEntry(StrictModel):
     fallback: list[int] = Field(default_factory=list)
     hosts: list[str]
     quality_from: str
+    notes: list[str] = Field(default_factory=list)
 
 
 class PricesInfo(StrictModel):
-    """The prices the money figures use (amounts per hour, in ``currency``)."""
+    """The prices the money figures use (amounts per hour, in ``currency``).
+
+    Attributes:
+        default: True when no prices were given and farmplug's example prices were used.
+    """
 
     source: str
+    default: bool = False
     currency: str
     cpu_core_hour: Decimal | None = None
     ghz_hour: Decimal | None = None
@@ -313,12 +357,18 @@ class PricesInfo(StrictModel):
 
 
 class CapacityInfo(StrictModel):
-    """The farm the makespans are simulated on."""
+    """The farm the makespans are simulated on.
+
+    Attributes:
+        core_speed: Per-core speed of its nodes relative to the measuring machine (CPU task
+            durations are divided by it).
+    """
 
     source: str
     cpu_nodes: int
     cores_per_node: int
     gpus: int
+    core_speed: float = 1.0
 
 
 class Assumptions(StrictModel):
@@ -343,6 +393,47 @@ class Assumptions(StrictModel):
     detail_shots: int
 
 
+class Projection(StrictModel):
+    """The measured savings applied to a show size the producer gave: a projection, not a measurement.
+
+    Per-frame costs are the measured ones (full render: the check frames' cost extrapolated to the
+    shot; plan: every task, calibration included) times the projected frames, and times
+    ``pixel_scale`` when a resolution is given (cost assumed proportional to pixel count), so
+    ``ratio`` is the measured one.
+
+    Attributes:
+        frames: Frames projected.
+        width: Resolution projected at, or None (the measured resolution).
+        height: See ``width``.
+        pixel_scale: Projected pixels per frame over the measured ones (frame-weighted); 1 without
+            a resolution.
+        measured_frames: Frames the per-frame costs were measured on (every shot reported).
+        full_core_hours: Projected full render.
+        plan_core_hours: Projected plan.
+        saved_core_hours: ``full_core_hours - plan_core_hours``.
+        ratio: ``full_core_hours / plan_core_hours`` (the measured ratio).
+        full_cost: Projected full render at the prices (None without prices).
+        plan_cost: Projected plan at the prices.
+        saved_cost: ``full_cost - plan_cost``.
+        assumptions: What the projection assumes, one sentence each.
+    """
+
+    frames: int = Field(ge=1)
+    width: int | None = Field(default=None, ge=1)
+    height: int | None = Field(default=None, ge=1)
+    pixel_scale: float
+    measured_frames: int
+    full_core_hours: float
+    plan_core_hours: float
+    saved_core_hours: float
+    ratio: float
+    currency: str | None = None
+    full_cost: Decimal | None = None
+    plan_cost: Decimal | None = None
+    saved_cost: Decimal | None = None
+    assumptions: list[str]
+
+
 class ShowReport(StrictModel):
     """A report over one or more runs (shots): per shot, per sequence and for the show.
 
@@ -361,3 +452,48 @@ class ShowReport(StrictModel):
     costs: list[StageCost] = Field(default_factory=list)
     assumptions: Assumptions
     notes: list[str] = Field(default_factory=list)
+    projection: Projection | None = None
+
+
+class Report(StrictModel):
+    """Everything the savings report of one run shows; serialised as ``report.json``.
+
+    A single run is the show report of one shot: ``figures`` is its row of ``report.csv`` (money
+    at the given or default prices, farm time with a capacity), ``assumptions`` what the figures
+    rest on, ``projection`` the measured savings applied to a show size the producer gave. The
+    three are None in a report written before they existed.
+    """
+
+    schema_version: Literal[1] = 1
+    kind: Literal["shot"] = "shot"
+    generated_at: str
+    farmplug_version: str
+    shot: ShotInfo
+    plan: PlanInfo
+    savings: Savings
+    quality: QualitySummary
+    costs: list[StageCost]
+    machine: MachineInfo
+    inbetween: InbetweenSummary | None = None
+    notes: list[str] = Field(default_factory=list)
+    figures: Figures | None = None
+    assumptions: Assumptions | None = None
+    projection: Projection | None = None
+
+    def row(self) -> Figures:
+        """The run's ``report.csv`` row: ``figures``, or for a report written before reports carried
+        it, the row its savings and quality give (core-hours only: no money, no farm time).
+
+        Raises:
+            FarmplugError: the plan's cost is zero, or no check frame was scored.
+        """
+        if self.figures is not None:
+            return self.figures
+        s, q = self.savings, self.quality
+        return Figures.of(
+            "shot", self.shot.name, sequence=None, shots=1, frames=s.frames, full_s=s.core_seconds_full,
+            plan_s=s.core_seconds_plan, check_s=s.core_seconds_checks, calibration_s=s.core_seconds_calibration,
+            currency=None, full_cost=None, plan_cost=None, check_cost=None, full_makespan=None, plan_makespan=None,
+            quality=[(len(q.frames), q.flip_mean, q.flip_p95, q.psnr_mean)],
+            fallback=len(self.inbetween.fallback) if self.inbetween else 0, failing=1 if q.meets_target is False else 0,
+        )

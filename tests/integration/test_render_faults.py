@@ -15,7 +15,6 @@ import pytest
 from farmplug.errors import RenderError
 from farmplug.imageio import read_frame
 from farmplug.render import BlenderRenderer, RenderRequest
-from farmplug.render.base import frame_path
 
 pytestmark = pytest.mark.slow
 

@@ -19,7 +19,7 @@ import OpenImageIO as oiio
 import pytest
 
 from farmplug.report.build import build_report
-from farmplug.report.show import build_show_report
+from farmplug.report.show import ShowSize, build_show_report
 from farmplug.schedule import Capacity
 from tests.unit.test_report_rollup import EXAMPLES, SHOTS, make_run
 
@@ -86,18 +86,20 @@ def _pages(root: Path) -> dict[str, Path]:
     _, show, *_ = build_show_report(runs, root / "show", prices_file=EXAMPLES / "prices.yaml", capacity=capacity)
     _, one, *_ = build_show_report(runs[2:], root / "one", prices_file=EXAMPLES / "prices.yaml",
                                    capacity_file=EXAMPLES / "capacity.yaml")
-    _, bare, *_ = build_show_report(runs, root / "bare")
+    _, bare, *_ = build_show_report(runs, root / "bare", default_prices=False)
     _, single = build_report(runs[0], root / "single")
-    return {"show": show, "one-shot": one, "no-prices": bare, "single-run": single}
+    _, farm = build_report(runs[1], root / "single-farm", capacity=Capacity(cpu_nodes=2, cores_per_node=32, core_speed=2),
+                           project=ShowSize(2400, 1920, 1080))
+    return {"show": show, "one-shot": one, "no-prices": bare, "single-run": single, "single-farm": farm}
 
 
-@pytest.mark.parametrize("name", ["show", "one-shot", "no-prices", "single-run"])
+@pytest.mark.parametrize("name", ["show", "one-shot", "no-prices", "single-run", "single-farm"])
 def test_report_page_opens_cleanly(name: str, chromium: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     root = tmp_path_factory.getbasetemp() / "browser-pages"
     if not root.exists():
         _pages(root)
     page = {"show": root / "show", "one-shot": root / "one", "no-prices": root / "bare",
-            "single-run": root / "single"}[name] / "report.html"
+            "single-run": root / "single", "single-farm": root / "single-farm"}[name] / "report.html"
     png = root / f"{name}.png"
     stderr = screenshot(page, png, root / f"profile-{name}")
     assert console_errors(stderr) == []

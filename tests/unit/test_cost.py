@@ -6,8 +6,19 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import yaml
 
-from farmplug.cost import Prices, combine, cost_of, format_money, load_prices, round_money
+from farmplug.cost import (
+    DEFAULT_PRICES_FILE,
+    DEFAULT_PRICES_SOURCE,
+    Prices,
+    combine,
+    cost_of,
+    default_prices,
+    format_money,
+    load_prices,
+    round_money,
+)
 from farmplug.errors import ConfigError
 from farmplug.timing import FrameTiming, TimingRecord
 
@@ -43,6 +54,15 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_example_prices_load() -> None:
     prices = load_prices(EXAMPLE)
     assert prices.currency == "USD" and prices.cpu_core_hour is not None and not prices.bills_ghz
+
+
+def test_default_prices_are_the_example_prices_and_say_so() -> None:
+    # The package's copy must stay the example file, value for value.
+    assert yaml.safe_load(DEFAULT_PRICES_FILE.read_text()) == yaml.safe_load(EXAMPLE.read_text())
+    prices = default_prices()
+    assert prices.model_dump() == load_prices(EXAMPLE).model_dump()
+    assert prices.is_default and prices.source == DEFAULT_PRICES_SOURCE
+    assert not load_prices(EXAMPLE).is_default and load_prices(EXAMPLE).source == str(EXAMPLE)
 
 
 def test_core_gpu_and_licence_hours_and_money() -> None:

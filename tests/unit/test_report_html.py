@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +32,10 @@ from farmplug.report import (
 from farmplug.report.html import (
     format_core_time,
     format_frames,
+    format_money,
     format_psnr,
     format_ratio,
+    savings_line,
 )
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -120,6 +123,21 @@ def test_html_shows_headline_frames_and_embedded_pngs(report_and_run_dir: tuple[
     assert len(uris) == 4 * len(CHECK_FRAMES)
     assert base64.b64decode(uris[0]).startswith(PNG_MAGIC)
     assert "denoise:oidn" in html
+
+
+def test_headline_reads_the_same_on_the_page_and_the_command_line(tmp_path: Path) -> None:
+    report = _report(None)
+    report.savings.core_seconds_calibration = 1692.3  # plan without it: 6,000 core-s, so 30x
+    html = render_html(report, tmp_path)
+    assert "23.4× <small>fewer CPU core-seconds than a full render</small>" in html
+    assert "30.0× without the one-off calibration (1,692 core-s)" in html
+    assert "16.8× including the 2 full-quality check frames rendered as evidence (3,000 core-s)" in html
+    assert savings_line(report) == ("savings: 23.4x fewer CPU core-seconds (180,000 full vs 7,692 plan, 120 frames); "
+                                    "30.0x without the one-off calibration (1,692 core-s)")
+    assert format_ratio(123.4, sign="x") == "123x" and format_ratio(None) == "—"
+    # A report written before reports carried figures and assumptions still renders, and says so.
+    assert report.figures is None and "written before reports recorded their prices" in html
+    assert "Not priced" in html and "Not simulated" in html
 
 
 def test_html_is_self_contained(report_and_run_dir: tuple[Report, Path]) -> None:
@@ -243,3 +261,5 @@ def test_other_formatters() -> None:
     assert format_ratio(float("inf")) == "—"
     assert format_psnr(float("inf")) == "∞ dB"
     assert format_frames([10, 1, 2, 3]) == "1–3, 10"
+    assert format_money(Decimal("0.001"), "USD") == "< 0.01 USD" and format_money(Decimal("-0.001"), "USD") == "> -0.01 USD"
+    assert format_money(Decimal("-12.345"), "EUR") == "-12.35 EUR" and format_money(None, None) == "—"

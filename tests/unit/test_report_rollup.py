@@ -20,12 +20,13 @@ import OpenImageIO as oiio
 import pytest
 import yaml
 
-from farmplug.cost import load_prices
+from farmplug.cost import DEFAULT_PRICES_SOURCE, load_prices
 from farmplug.errors import ConfigError, FarmplugError
 from farmplug.graph import compile_plan, run_layout
 from farmplug.models import load_plan
 from farmplug.render.base import frame_path
 from farmplug.report.build import build_report
+from farmplug.report.html import money_line, projection_line, savings_line
 from farmplug.report.model import (
     MachineInfo,
     PlanInfo,
@@ -36,7 +37,7 @@ from farmplug.report.model import (
     ShotInfo,
     ShowReport,
 )
-from farmplug.report.show import CSV_COLUMNS, build_show_report, compact_schedule, sequence_from_name
+from farmplug.report.show import CSV_COLUMNS, ShowSize, build_show_report, compact_schedule, sequence_from_name
 from farmplug.schedule import Capacity, SimTask, simulate
 from farmplug.timing import FrameTiming, TimingRecord
 
@@ -196,7 +197,7 @@ def test_csv_columns_and_rows(show_runs: list[Path], tmp_path: Path) -> None:
 
 
 def test_without_prices_or_capacity_says_so(show_runs: list[Path], tmp_path: Path) -> None:
-    report, html, _, csv_path = build_show_report(show_runs[:1], tmp_path / "out")
+    report, html, _, csv_path = build_show_report(show_runs[:1], tmp_path / "out", default_prices=False)
     assert report.show.full_cost is None and report.show.full_makespan_s is None and report.show.saved_days is None
     page = html.read_text()
     assert "no prices given: core-hours only" in page
@@ -217,6 +218,157 @@ def test_single_run_report_still_works(show_runs: list[Path], tmp_path: Path) ->
     report, html = build_report(show_runs[0], tmp_path / "single")
     assert report.savings.ratio == pytest.approx(10.0)
     assert html.read_text().count("data:image/png;base64,") == 4
+    # The fields other code reads are still there, beside the new ones.
+    data = json.loads((tmp_path / "single" / "report.json").read_text())
+    assert {"savings", "quality", "costs", "inbetween", "notes", "figures", "assumptions", "projection"} <= set(data)
+    assert data["savings"]["ratio"] == pytest.approx(10.0) and data["kind"] == "shot"
+    assert Report.model_validate_json((tmp_path / "single" / "report.json").read_text()) == report
+
+
+# ----------------------------------------------------------------------------- one run = a show of one shot
+
+
+def test_single_run_csv_is_the_show_csv_of_that_run(show_runs: list[Path], tmp_path: Path) -> None:
+    report, _ = build_report(show_runs[2], tmp_path / "single", capacity=CAPACITY)
+    _, _, _, show_csv = build_show_report(show_runs[2:], tmp_path / "show", capacity=CAPACITY)
+    single_csv = tmp_path / "single" / "report.csv"
+    assert single_csv.read_text() == show_csv.read_text()
+    rows = list(csv.DictReader(io.StringIO(single_csv.read_text())))
+    assert tuple(rows[0]) == CSV_COLUMNS
+    assert [(r["level"], r["name"]) for r in rows] == [("shot", "sq020_sh010"), ("sequence", "sq020"), ("show", "show")]
+    shot = rows[0]
+    # 6 frames: full 6 core-h, plan 0.6 core-h, at the default USD 0.012 per core-hour.
+    assert float(shot["full_core_hours"]) == pytest.approx(6) and float(shot["plan_core_hours"]) == pytest.approx(0.6)
+    assert (shot["currency"], shot["full_cost"], shot["plan_cost"], shot["saved_cost"]) == ("USD", "0.07", "0.01", "0.06")
+    assert float(shot["full_makespan_hours"]) == pytest.approx(400 / 3600)
+    assert report.figures.plan_makespan_s == 50.0
+
+
+def test_single_run_uses_and_names_the_default_prices(show_runs: list[Path], tmp_path: Path) -> None:
+    report, html = build_report(show_runs[0], tmp_path / "default")
+    # 4 frames: full 4 core-h, plan 0.4 core-h, at examples/prices.yaml's 0.012 per core-hour, exact.
+    assert report.figures.currency == "USD"
+    assert report.figures.full_cost == Decimal("0.048") and report.figures.plan_cost == Decimal("0.0048")
+    prices = report.assumptions.prices
+    assert prices.default and prices.source == DEFAULT_PRICES_SOURCE and prices.cpu_core_hour == Decimal("0.012")
+    page = html.read_text()
+    assert "prices: default example prices (USD: CPU 0.012 per core-hour" in page
+    assert "0.04 USD" in page  # saved: 0.048 - 0.0048
+    assert any("default example prices" in note for note in report.notes)
+    assert money_line(report).startswith("money: saves 0.04 USD") and "default example prices" in money_line(report)
+    # A prices file replaces them, and is named instead.
+    given, html = build_report(show_runs[0], tmp_path / "given", prices_file=EXAMPLES / "prices.yaml")
+    assert not given.assumptions.prices.default and given.figures.full_cost == Decimal("0.048")
+    assert f"(from {EXAMPLES / 'prices.yaml'})" in html.read_text() and "default example prices" not in html.read_text()
+    # Or no money at all.
+    bare, html = build_report(show_runs[0], tmp_path / "bare", default_prices=False)
+    assert bare.figures.full_cost is None and bare.assumptions.prices is None
+    assert "USD" not in html.read_text() and "Not priced" in html.read_text()
+    assert money_line(bare) is None
+
+
+def test_show_without_prices_uses_the_default_prices_too(show_runs: list[Path], tmp_path: Path) -> None:
+    report, html, *_ = build_show_report(show_runs, tmp_path / "out")
+    assert report.assumptions.prices.default and report.show.full_cost == Decimal("0.168")
+    assert "prices: default example prices (" in html.read_text()
+
+
+def test_core_speed_2_halves_the_farm_time_and_is_on_the_page(show_runs: list[Path], tmp_path: Path) -> None:
+    base, _ = build_report(show_runs[2], tmp_path / "x1", capacity=CAPACITY)
+    fast_capacity = Capacity(cpu_nodes=2, cores_per_node=32, gpus=0, core_speed=2.0)
+    fast, html = build_report(show_runs[2], tmp_path / "x2", capacity=fast_capacity)
+    # 6 frames on 2 nodes: full 400 s -> 200 s, plan 50 s -> 25 s.
+    assert (base.figures.full_makespan_s, base.figures.plan_makespan_s) == (400.0, 50.0)
+    assert (fast.figures.full_makespan_s, fast.figures.plan_makespan_s) == (200.0, 25.0)
+    assert fast.figures.saved_days == pytest.approx(base.figures.saved_days / 2)
+    assert fast.assumptions.capacity.core_speed == 2.0 and base.assumptions.capacity.core_speed == 1.0
+    page = html.read_text()
+    assert "core speed 2× that of the measuring machine" in page and "<svg" in page
+    # Money is still billed on the measured core-hours.
+    assert fast.figures.full_cost == base.figures.full_cost
+    show, show_html, *_ = build_show_report(show_runs, tmp_path / "show", capacity=fast_capacity)
+    assert (show.show.full_makespan_s, show.show.plan_makespan_s) == (400.0, 55.0)  # 800 and 110 halved
+    assert "core speed 2× that of the measuring machine" in show_html.read_text()
+
+
+@pytest.mark.parametrize(
+    ("size", "scale", "at"),
+    [
+        pytest.param(ShowSize(2400), 2400 / 4, "2,400 frames at 64×36 (as measured)", id="frames"),
+        # 1920x1080 is 900x the 64x36 pixels: 2400 frames at 900x the cost per frame.
+        pytest.param(ShowSize(2400, 1920, 1080), 2400 / 4 * 900, "2,400 frames at 1920×1080", id="frames-and-resolution"),
+    ],
+)
+def test_projection_is_the_measured_figures_scaled_to_the_show_size(
+    size: ShowSize, scale: float, at: str, show_runs: list[Path], tmp_path: Path,
+) -> None:
+    report, html = build_report(show_runs[0], tmp_path / "single", project=size)
+    p = report.projection
+    f = report.figures  # 4 frames: full 4 core-h, plan 0.4 core-h, USD 0.048 and 0.0048
+    assert p.frames == 2400 and p.measured_frames == 4 and (p.width, p.height) == (size.width, size.height)
+    assert p.pixel_scale == (900.0 if size.width else 1.0)
+    assert p.full_core_hours == pytest.approx(4 * scale) and p.plan_core_hours == pytest.approx(0.4 * scale)
+    assert p.saved_core_hours == pytest.approx(3.6 * scale) and p.ratio == pytest.approx(f.ratio)
+    exact = Decimal(str(int(scale)))
+    assert (p.full_cost, p.plan_cost, p.saved_cost) == (Decimal("0.048") * exact, Decimal("0.0048") * exact,
+                                                        Decimal("0.0432") * exact)
+    page = html.read_text()
+    assert "Projection · not a measurement" in page and f"Projected for {at}" in page
+    assert ("Cost assumed proportional to pixel count" in page) == (size.width is not None)
+    money = f"{Decimal('0.0432') * exact:,.2f} USD"
+    assert money in page and projection_line(report) == (
+        f"projected for {at}: full {4 * scale:,.0f} core-h / {Decimal('0.048') * exact:,.2f} USD, "
+        f"plan {0.4 * scale:,.0f} core-h / {Decimal('0.0048') * exact:,.2f} USD, saved {3.6 * scale:,.0f} core-h / {money}"
+    )
+    assert Report.model_validate_json((tmp_path / "single" / "report.json").read_text()).projection == p
+
+
+def test_show_projection_and_no_projection_hint(show_runs: list[Path], tmp_path: Path) -> None:
+    report, html, *_ = build_show_report(show_runs, tmp_path / "show", project=ShowSize(2800))
+    # 14 frames measured: full 14 core-h, plan 1.4 core-h, USD 0.168 and 0.0168; x200.
+    p = report.projection
+    assert p.full_core_hours == pytest.approx(2800) and p.plan_core_hours == pytest.approx(280)
+    assert (p.full_cost, p.saved_cost) == (Decimal("33.6"), Decimal("30.24"))
+    assert "Projected for 2,800 frames at 64×36 (as measured)" in html.read_text()
+    assert ShowReport.model_validate_json((tmp_path / "show" / "report.json").read_text()).projection == p
+    plain, html = build_report(show_runs[0], tmp_path / "plain")
+    assert plain.projection is None and projection_line(plain) is None
+    page = html.read_text()
+    assert "Projection · not a measurement" not in page
+    assert "Projection: none asked for" in page and "--project-frames" in page
+    with pytest.raises(ConfigError, match="both width and height"):
+        ShowSize(10, 1920)
+    with pytest.raises(ConfigError, match="frames must be >= 1"):
+        ShowSize(0)
+
+
+def _add_calibration(run: Path, cpu_s: float) -> None:
+    """A calibration's timing record beside the run's plan, as calibration leaves it."""
+    record = TimingRecord(task="calibrate-x1-8", stage="render", role="plan", backend="local", host="ws01", cores=32,
+                          started_at=0.0, finished_at=10.0, frames=[FrameTiming(frame=1, cpu_s=cpu_s, wall_s=10.0)])
+    _save(record, run.parent / "calibration" / "work" / "render" / "calibrate.timing.json")
+
+
+def test_ratio_with_and_without_calibration_reads_the_same_everywhere(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "runs", "sq1_cal", 4)
+    _add_calibration(run, 1440.0)
+    single, single_html = build_report(run, tmp_path / "single")
+    show, show_html, _, csv_path = build_show_report([run], tmp_path / "show")
+    # Full 14,400 core-s; plan 1,440 + the calibration's 1,440: 5x with it, 10x without it.
+    assert single.savings.ratio == pytest.approx(5.0) and single.savings.ratio_without_calibration == pytest.approx(10.0)
+    assert single.figures.ratio_without_calibration == pytest.approx(10.0) == show.show.ratio_without_calibration
+    phrase = "10.0× without the one-off calibration (1,440 core-s)"
+    assert phrase in single_html.read_text() and phrase in show_html.read_text()
+    line = "savings: 5.0x fewer CPU core-seconds (14,400 full vs 2,880 plan, 4 frames); " \
+           "10.0x without the one-off calibration (1,440 core-s)"
+    assert savings_line(single) == savings_line(show) == line
+    row = list(csv.DictReader(io.StringIO(csv_path.read_text())))[-1]
+    assert float(row["calibration_core_hours"]) == pytest.approx(0.4)
+    assert float(row["savings_ratio_without_calibration"]) == pytest.approx(10.0)
+    # Without calibration there is no second ratio, and nothing says there was one.
+    plain, plain_html = build_report(make_run(tmp_path / "runs", "sq1_plain", 4), tmp_path / "plain")
+    assert plain.savings.ratio_without_calibration is None and "one-off calibration" not in plain_html.read_text()
+    assert savings_line(plain) == "savings: 10.0x fewer CPU core-seconds (14,400 full vs 1,440 plan, 4 frames)"
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -345,3 +497,13 @@ def test_show_of_500_shots_stays_fast_and_small(tmp_path: Path) -> None:
     assert report.show.full_makespan_s > report.show.plan_makespan_s > 0
     assert html.stat().st_size < 3_000_000
     assert len(csv_path.read_text().splitlines()) == 1 + 500 + 20 + 1
+
+
+def test_a_plan_dearer_than_the_full_render_reads_as_a_loss(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "runs", "sq1_dear", 4, plan_cpu_scale=20.0)  # plan 7,200 core-s a frame, full 3,600
+    report, html = build_report(run, tmp_path / "out")
+    assert report.figures.ratio == pytest.approx(0.5) and report.figures.saved_cost == Decimal("-0.048")
+    page = html.read_text()
+    assert "Costs 4.00 core-h more: full render 4.00 core-h → plan 8.00 core-h" in page
+    assert "0.05 USD <small>more</small>" in page
+    assert money_line(report).startswith("money: costs 0.05 USD more (full render 0.05 USD → plan 0.10 USD)")

@@ -33,13 +33,34 @@ def gpu(tid: str, *deps: str) -> SimTask:
     return SimTask(id=tid, stage="denoise", depends_on=deps, gpus=1)
 
 
-def farm(nodes: int = 1, cores: int = 8, gpus: int = 0) -> Capacity:
-    return Capacity(cpu_nodes=nodes, cores_per_node=cores, gpus=gpus)
+def farm(nodes: int = 1, cores: int = 8, gpus: int = 0, core_speed: float = 1.0) -> Capacity:
+    return Capacity(cpu_nodes=nodes, cores_per_node=cores, gpus=gpus, core_speed=core_speed)
 
 
 def test_example_capacity_loads() -> None:
     capacity = load_capacity(EXAMPLE)
     assert capacity.cpu_nodes >= 1 and capacity.gpus >= 1
+    assert capacity.core_speed == 1.0 and "core_speed" in EXAMPLE.read_text()  # documented in the example
+    assert Capacity(cpu_nodes=1, cores_per_node=1).core_speed == 1.0  # the default: as fast as measured
+
+
+def test_core_speed_divides_cpu_task_times_and_leaves_gpu_tasks_as_measured() -> None:
+    tasks = [cpu("R1"), gpu("D1", "R1"), cpu("R2", "R1")]
+    durations = {"R1": 10, "D1": 4, "R2": 6}
+    same = simulate(tasks, durations, farm(gpus=1))
+    assert same.makespan == 16 == same.critical_path  # R1 0-10, then R2 10-16 beside D1 10-14
+    fast = simulate(tasks, durations, farm(gpus=1, core_speed=2))
+    assert (fast.task("R1").start, fast.task("R1").end) == (0, 5)
+    assert (fast.task("D1").start, fast.task("D1").end) == (5, 9)  # the GPU task keeps its 4 s
+    assert (fast.task("R2").start, fast.task("R2").end) == (5, 8)
+    assert fast.makespan == 9 == fast.critical_path
+    slow = simulate(tasks, durations, farm(gpus=1, core_speed=0.5))
+    assert slow.makespan == 32
+
+
+def test_core_speed_2_halves_a_cpu_only_farm_time() -> None:
+    tasks, durations = full_render_tasks(list(range(1, 21)), chunk_size=8, seconds_per_frame=100, overhead_s=30)
+    assert simulate(tasks, durations, farm(nodes=2, core_speed=2)).makespan == (830 + 430) / 2
 
 
 def test_chain_on_one_node_is_the_sum() -> None:
@@ -170,6 +191,10 @@ def test_namespaced_shots_share_one_farm() -> None:
         pytest.param("cpu_nodes: 2\ncores_per_node: 8\ngpus: -1\n", "gpus", id="negative-gpus"),
         pytest.param("cores_per_node: 8\n", "cpu_nodes", id="missing-nodes"),
         pytest.param("cpu_nodes: 2\ncores_per_node: 8\nnodes: 3\n", "nodes", id="unknown-field"),
+        pytest.param("cpu_nodes: 2\ncores_per_node: 8\ncore_speed: 0\n", "core_speed", id="zero-core-speed"),
+        pytest.param("cpu_nodes: 2\ncores_per_node: 8\ncore_speed: -1.5\n", "core_speed", id="negative-core-speed"),
+        pytest.param("cpu_nodes: 2\ncores_per_node: 8\ncore_speed: fast\n", "core_speed", id="core-speed-not-a-number"),
+        pytest.param("cpu_nodes: 2\ncores_per_node: 8\ncore_speed: .inf\n", "core_speed", id="infinite-core-speed"),
     ],
 )
 def test_rejected_capacity_names_file_and_field(tmp_path: Path, text: str, field: str) -> None:
