@@ -590,7 +590,7 @@ def write_calibration_job(job: CalibrationJob) -> Path:
 def _check_images(out_dir: Path, shot: Shot, folder: str, frame: int, image, error) -> tuple[str, str]:
     from farmplug.imageio.thumbnails import error_map_png, tonemap_png
 
-    base = f"{CALIBRATION_DIR}/{folder}/{shot.name.replace('/', '_')}.{frame:04d}"
+    base = f"{CALIBRATION_DIR}/{folder}/{shot.stem}.{frame:04d}"
     tonemap_png(image, out_dir / f"{base}.png")
     if error is not None:
         error_map_png(error, out_dir / f"{base}.flip.png")

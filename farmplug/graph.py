@@ -152,13 +152,13 @@ class RunLayout:
 
 def run_layout(run_dir: Path, shot: Shot) -> RunLayout:
     """The layout of the run of ``shot`` in ``run_dir``."""
-    return RunLayout(root=Path(run_dir), stem=shot.name.replace("/", "_"), output=shot.output)
+    return RunLayout(root=Path(run_dir), stem=shot.stem, output=shot.output)
 
 
 def default_run_dir(plan_file: Path, shot: Shot) -> Path:
     """Where a plan runs when no ``--run-dir`` is given: ``run-<shot>-<plan>`` beside the plan, so two
     plans of one shot never share a run folder."""
-    return Path(plan_file).parent / f"run-{shot.name.replace('/', '_')}-{Path(plan_file).stem}"
+    return Path(plan_file).parent / f"run-{shot.stem}-{Path(plan_file).stem}"
 
 
 def task_id(layer: str, frames: list[int]) -> str:

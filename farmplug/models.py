@@ -9,7 +9,7 @@ target and the check frames rendered at full quality as evidence.
 from __future__ import annotations
 
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Literal
 
 from pydantic import Field, SerializeAsAny, ValidationError, field_validator, model_validator
@@ -17,6 +17,7 @@ from pydantic_core import InitErrorDetails
 
 from farmplug.errors import ConfigError
 from farmplug.frames import keyframe_grid, parse_frames
+from farmplug.names import MAX_NAME_CHARS, file_stem
 from farmplug.schema import StrictModel, load_model
 from farmplug.stages.base import StageConfig
 from farmplug.stages.registry import StageChoiceError, default_stages, descriptor_of, descriptors, parse_stage_config
@@ -48,19 +49,60 @@ class Shot(StrictModel):
     """What a traditional full render of the shot would be."""
 
     schema_version: Literal[1] = 1
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, description=(
+        f"shot name; it becomes part of file names (farmplug.names.file_stem), so at most {MAX_NAME_CHARS} "
+        "characters, no NUL and no '..' path component"))
     scene: str = Field(description="scene file, relative to the shot file's folder or absolute")
     renderer: Literal["blender"] = "blender"
     frames: FrameRangeModel
     resolution: Resolution
-    samples: int = Field(ge=1, description="full-quality samples per pixel")
-    output: str = Field(description="output path pattern with #### or %04d, relative to the run folder")
+    samples: int = Field(ge=1, le=65536, description=(
+        "full-quality samples per pixel, at most 65536: 16x Blender's default of 4096, past what "
+        "production shots use, so a typo (an extra zero or two) is refused before it books the farm for "
+        "weeks (Cycles itself would take up to 2^24)"))
+    output: str = Field(description=(
+        "output path pattern with #### or %04d, relative to the run folder (and inside it: no '..' "
+        "climbing out) or an absolute delivery path"))
+
+    @field_validator("name")
+    @classmethod
+    def _makes_a_file_name(cls, value: str) -> str:
+        try:
+            file_stem(value)
+        except ConfigError as err:
+            raise ValueError(str(err)) from None
+        return value
 
     @field_validator("output")
+    @classmethod
     def _has_frame_token(cls, value: str) -> str:
         if not _FRAME_TOKEN.search(value):
             raise ValueError("needs a frame number token such as #### or %04d")
         return value
+
+    @field_validator("output")
+    @classmethod
+    def _inside_the_run_folder(cls, value: str) -> str:
+        if "\x00" in value:
+            raise ValueError("holds a NUL character, which no path can")
+        # Absolute here or on a Windows worker (C:\..., \\server\share): a delivery path, allowed.
+        if PurePosixPath(value).is_absolute() or PureWindowsPath(value).is_absolute():
+            return value
+        depth = 0
+        for part in re.split(r"[/\\]", value):  # a Windows worker splits on both
+            if part == "..":
+                depth -= 1
+                if depth < 0:
+                    raise ValueError("a relative output must stay inside the run folder ('..' climbs out of it); "
+                                     "give a path inside it or an absolute delivery path")
+            elif part not in ("", "."):
+                depth += 1
+        return value
+
+    @property
+    def stem(self) -> str:
+        """The shot name as a file-name stem (:func:`farmplug.names.file_stem`), for every file named after the shot."""
+        return file_stem(self.name)
 
     def scene_path(self, shot_file: Path | None) -> Path:
         scene = Path(self.scene).expanduser()

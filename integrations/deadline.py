@@ -23,7 +23,6 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePath
-from urllib.parse import urlsplit, urlunsplit
 
 from farmplug.errors import ConfigError
 from farmplug.frames import format_frame_set
@@ -35,6 +34,11 @@ from farmplug.integrations.base import (
     NativeSubmission,
     SubmitError,
     SubmitResult,
+    base_url,
+    endpoint,
+    http_request,
+    redacted_line,
+    shown_address,
 )
 
 log = logging.getLogger(__name__)
@@ -238,8 +242,10 @@ class DeadlineFarm:
         """
         import requests
 
-        base = _base_url(connection)
-        shown = _without_credentials(base)
+        base = base_url(connection, "no Deadline Web Service address: set FARMPLUG_DEADLINE_URL "
+                                    "(for example http://host:8081)")
+        shown = shown_address(base)
+        secrets = connection.secrets()
         user, secret = connection.credentials()
         auth = (user or "", secret or "") if (user or secret) else None
         ids: dict[str, str] = {}
@@ -250,43 +256,32 @@ class DeadlineFarm:
             done = ", ".join(f"{key}={job_id}" for key, job_id in ids.items())
             return f"already submitted (remove them or submit the rest by hand): {done}"
 
+        def answer(response) -> str:
+            return redacted_line(response.text, secrets) if response.text.strip() else str(response.reason)
+
         for request in submission.requests:
             body = _fill_ids(request.body, ids, request.name)
             try:
-                response = requests.request(request.method, base + request.path, json=body, auth=auth,
-                                            timeout=connection.timeout_s)
+                response = http_request(request.method, endpoint(base, request.path), json=body, auth=auth,
+                                        timeout_s=connection.timeout_s)
+            except requests.Timeout as err:
+                raise SubmitError(f"Deadline Web Service at {shown} gave {redacted_line(err, secrets)} "
+                                  f"(the connection's timeout_s) for job {request.name}, which may or may not "
+                                  f"have been created; {already()}") from None
             except requests.RequestException as err:
-                raise SubmitError(f"cannot reach Deadline Web Service at {shown}: {_one_line(err)}; {already()}") from None
+                raise SubmitError(f"cannot reach Deadline Web Service at {shown}: {redacted_line(err, secrets)}; "
+                                  f"{already()}") from None
             if not response.ok:
                 raise SubmitError(f"Deadline Web Service at {shown} rejected job {request.name} "
-                                  f"(HTTP {response.status_code}: {_one_line(response.text) or response.reason}); "
-                                  f"{already()}")
+                                  f"(HTTP {response.status_code}: {answer(response)}); {already()}")
             job_id = _job_id(response)
             if not job_id:
                 raise SubmitError(f"Deadline Web Service at {shown} returned no job id for {request.name} "
-                                  f"({_one_line(response.text)}); {already()}")
+                                  f"({answer(response)}); {already()}")
             ids[request.name] = job_id
-            log.info("submitted %s as Deadline job %s", request.name, job_id)
+            log.info("submitted %s as Deadline job %s at %s", request.name, job_id, shown)
         return SubmitResult(farm=self.name, job_ids=tuple(ids.values()),
                             message=f"{len(ids)} jobs submitted to {shown}")
-
-
-def _base_url(connection: FarmConnection) -> str:
-    if not connection.url:
-        raise SubmitError("no Deadline Web Service address: set FARMPLUG_DEADLINE_URL (for example http://host:8081)")
-    url = connection.url.strip().rstrip("/")
-    return url if "://" in url else f"http://{url}"
-
-
-def _without_credentials(url: str) -> str:
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
-
-
-def _one_line(text: object) -> str:
-    return " ".join(str(text).split())[:300]
 
 
 def _fill_ids(body, ids: dict[str, str], name: str):

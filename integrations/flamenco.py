@@ -30,6 +30,11 @@ from farmplug.integrations.base import (
     NativeSubmission,
     SubmitError,
     SubmitResult,
+    base_url,
+    endpoint,
+    http_request,
+    redacted_line,
+    shown_address,
 )
 
 log = logging.getLogger(__name__)
@@ -88,36 +93,45 @@ class FlamencoFarm:
         Raises:
             SubmitError: no address, the Manager unreachable, or the job rejected (with its answer).
         """
-        if not connection.url:
-            raise SubmitError("no Flamenco Manager address: set the farm's url, e.g. http://flamenco:8080")
-        base = connection.url.rstrip("/")
-        if "://" not in base:
-            base = f"http://{base}"
+        base = base_url(connection, "no Flamenco Manager address: set the farm's url, e.g. http://flamenco:8080")
+        shown = shown_address(base)
+        secrets = connection.secrets()
         job_ids = []
+
+        def so_far() -> str:
+            return f"submitted so far: {', '.join(job_ids) or 'nothing'}"
+
         for request in submission.requests:
             body = dict(request.body)
             if connection.options.get("worker_tag"):
                 body["worker_tag"] = str(connection.options["worker_tag"])
-            url = base + request.path
             try:
-                response = requests.request(request.method, url, json=body, timeout=connection.timeout_s)
+                response = http_request(request.method, endpoint(base, request.path), json=body,
+                                        timeout_s=connection.timeout_s)
+            except requests.Timeout as err:
+                raise SubmitError(f"Flamenco Manager {shown} gave {redacted_line(err, secrets)} "
+                                  f"(the connection's timeout_s), so the job may or may not be queued; "
+                                  f"{so_far()}") from None
             except requests.RequestException as err:
-                raise SubmitError(f"Flamenco Manager {base} unreachable: {type(err).__name__}; "
-                                  f"submitted so far: {', '.join(job_ids) or 'nothing'}") from None
+                raise SubmitError(f"Flamenco Manager {shown} unreachable: {redacted_line(err, secrets)}; "
+                                  f"{so_far()}") from None
             if response.status_code >= 300:
-                raise SubmitError(f"Flamenco Manager rejected the job (HTTP {response.status_code}): "
-                                  f"{_answer(response)}; submitted so far: {', '.join(job_ids) or 'nothing'}")
+                raise SubmitError(f"Flamenco Manager {shown} rejected the job (HTTP {response.status_code}): "
+                                  f"{_answer(response, secrets)}; {so_far()}")
             try:
                 job_ids.append(str(response.json()["id"]))
             except (ValueError, KeyError, TypeError):
-                raise SubmitError(f"Flamenco Manager answered without a job id: {_answer(response)}") from None
-        return SubmitResult(farm=self.name, job_ids=tuple(job_ids), message=f"Flamenco job {', '.join(job_ids)} queued")
+                raise SubmitError(f"Flamenco Manager {shown} answered without a job id: "
+                                  f"{_answer(response, secrets)}") from None
+            log.info("submitted Flamenco job %s to %s", job_ids[-1], shown)
+        return SubmitResult(farm=self.name, job_ids=tuple(job_ids),
+                            message=f"Flamenco job {', '.join(job_ids)} queued at {shown}")
 
 
-def _answer(response: requests.Response) -> str:
-    """The Manager's error message (its JSON ``message``), else the body, on one line."""
+def _answer(response: requests.Response, secrets: tuple[str, ...]) -> str:
+    """The Manager's error message (its JSON ``message``), else the body, on one line, without secrets."""
     try:
         message = response.json().get("message")
     except (ValueError, AttributeError):
         message = None
-    return " ".join(str(message or response.text or response.reason).split())[:500]
+    return redacted_line(str(message or response.text or response.reason), secrets)

@@ -24,7 +24,15 @@ from urllib.parse import urlsplit
 
 from farmplug.errors import ConfigError, FarmplugError
 from farmplug.graph import FRAMES_TOKEN, FarmLayer, JobGraph, farm_layers
-from farmplug.integrations.base import CompileOptions, FarmConnection, NativeSubmission, SubmitError, SubmitResult
+from farmplug.integrations.base import (
+    CompileOptions,
+    FarmConnection,
+    NativeSubmission,
+    SubmitError,
+    SubmitResult,
+    redacted_line,
+    shown_address,
+)
 
 log = logging.getLogger(__name__)
 
@@ -133,16 +141,26 @@ class OpenCueFarm:
         import opencue
         from opencue.cuebot import Cuebot
 
-        if not connection.url:
+        if not connection.url or not connection.url.strip():
             raise SubmitError("no Cuebot address: set the farm's url to HOST[:PORT]")
-        host = urlsplit(connection.url).netloc if "//" in connection.url else connection.url
+        host = cuebot_host(connection.url)
+        shown = shown_address(host)
         spec = submission.files[SPEC_FILE]
         try:
             Cuebot.setTimeout(int(connection.timeout_s * 1000))
             Cuebot.setHosts([host])
             jobs = opencue.api.launchSpecAndWait(spec)
         except (opencue.exception.CueException, grpc.RpcError, OSError, ValueError) as err:
-            answer = " ".join(str(err).split()) or type(err).__name__
-            raise SubmitError(f"OpenCue at {host} did not take the job (nothing launched): {answer}") from None
+            answer = redacted_line(err, connection.secrets())
+            raise SubmitError(f"OpenCue at {shown} did not take the job (nothing launched): {answer}") from None
         names = tuple(job.name() for job in jobs)
-        return SubmitResult(farm=self.name, job_ids=names, message=f"launched {', '.join(names)} on {host}")
+        log.info("launched %s on Cuebot %s", ", ".join(names), shown)
+        return SubmitResult(farm=self.name, job_ids=names, message=f"launched {', '.join(names)} on {shown}")
+
+
+def cuebot_host(url: str) -> str:
+    """The ``host[:port]`` gRPC dials, from ``host[:port]`` or a URL (a user or password in it is dropped:
+    Cuebot takes none)."""
+    url = url.strip()
+    netloc = urlsplit(url).netloc if "//" in url else url.split("/", 1)[0]
+    return netloc.rsplit("@", 1)[-1]

@@ -51,6 +51,7 @@ from farmplug.integrations.base import (
     NativeSubmission,
     SubmitError,
     SubmitResult,
+    redacted_line,
     write_submission,
 )
 
@@ -395,9 +396,10 @@ class OpenJDFarm:
             try:
                 proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
             except (OSError, subprocess.TimeoutExpired) as err:
-                raise SubmitError(f"openjd: deadline bundle submit failed: {_one_line(str(err))}") from None
+                raise SubmitError(f"openjd: deadline bundle submit failed: {redacted_line(err)}") from None
         output = f"{proc.stdout}\n{proc.stderr}"
         if proc.returncode != 0:
+            # The CLI's last line can quote a presigned URL (X-Amz-Credential, X-Amz-Security-Token): redacted.
             raise SubmitError(
                 f"openjd: deadline bundle submit failed (exit {proc.returncode}): {_last_line(proc.stderr or proc.stdout)}"
             )
@@ -406,13 +408,9 @@ class OpenJDFarm:
                             message=f"job bundle submitted to queue {queue_id} of farm {farm_id}")
 
 
-def _one_line(text: str, limit: int = 300) -> str:
-    return " ".join(text.split())[:limit]
-
-
 def _last_line(text: str) -> str:
     lines = [line for line in text.splitlines() if line.strip()]
-    return _one_line(lines[-1]) if lines else "no output"
+    return redacted_line(lines[-1]) if lines else "no output"
 
 
 class _Block(str):

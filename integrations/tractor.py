@@ -24,7 +24,18 @@ import requests
 
 from farmplug.errors import ConfigError
 from farmplug.graph import JobGraph, Task
-from farmplug.integrations.base import CompileOptions, FarmConnection, NativeSubmission, SubmitError, SubmitResult
+from farmplug.integrations.base import (
+    CompileOptions,
+    FarmConnection,
+    NativeSubmission,
+    SubmitError,
+    SubmitResult,
+    base_url,
+    endpoint,
+    http_request,
+    redacted_line,
+    shown_address,
+)
 
 log = logging.getLogger(__name__)
 
@@ -120,39 +131,41 @@ class TractorFarm:
         Raises:
             SubmitError: no address, the engine unreachable, or the script rejected (with its answer).
         """
-        if not connection.url:
-            raise SubmitError("no Tractor engine address: set the farm's url, e.g. http://tractor-engine:80")
-        base = connection.url.rstrip("/")
-        if "://" not in base:
-            base = f"http://{base}"
+        base = base_url(connection, "no Tractor engine address: set the farm's url, e.g. http://tractor-engine:80")
+        shown = shown_address(base)
+        secrets = connection.secrets()
         user, _secret = connection.credentials()
         owner = user or getpass.getuser()
         params = {
             "spvers": "2.0", "hnm": socket.gethostname(), "jobOwner": owner,
             "jobFile": JOB_FILE, "jobcwd": "/", "blocking": "spool",
         }
-        url = base + SPOOL_PATH + "?" + "&".join(f"{k}={quote(v, safe='')}" for k, v in params.items())
+        query = "&".join(f"{k}={quote(v, safe='')}" for k, v in params.items())
         try:
-            response = requests.post(
-                url, data=submission.files[JOB_FILE].encode("utf-8"),
-                headers={"Content-Type": "application/tractor-spool"}, timeout=connection.timeout_s,
+            response = http_request(
+                "POST", endpoint(base, SPOOL_PATH, query), data=submission.files[JOB_FILE].encode("utf-8"),
+                headers={"Content-Type": "application/tractor-spool"}, timeout_s=connection.timeout_s,
             )
+        except requests.Timeout as err:
+            raise SubmitError(f"Tractor engine {shown} gave {redacted_line(err, secrets)} "
+                              "(the connection's timeout_s); the job may or may not be spooled") from None
         except requests.RequestException as err:
-            raise SubmitError(f"Tractor engine {base} unreachable: {type(err).__name__}; nothing spooled") from None
+            raise SubmitError(f"Tractor engine {shown} unreachable: {redacted_line(err, secrets)}; "
+                              "nothing spooled") from None
         try:
             answer = response.json()
         except ValueError:
             answer = {}
         if not isinstance(answer, dict):
             answer = {}
-        message = " ".join(str(answer.get("msg") or response.text or response.reason).split())[:500]
+        message = redacted_line(str(answer.get("msg") or response.text or response.reason), secrets)
         if response.status_code >= 300 or answer.get("rc", 0) != 0:
-            raise SubmitError(f"Tractor engine rejected the job (HTTP {response.status_code}): {message}")
+            raise SubmitError(f"Tractor engine {shown} rejected the job (HTTP {response.status_code}): {message}")
         jid = answer.get("jid")
         if jid is None:
             found = re.search(r"jid[:= ]+(\d+)", message)
             jid = found.group(1) if found else None
         if jid is None:
-            raise SubmitError(f"Tractor engine answered without a job id: {message}")
+            raise SubmitError(f"Tractor engine {shown} answered without a job id: {message}")
+        log.info("spooled Tractor job %s to %s", jid, shown)
         return SubmitResult(farm=self.name, job_ids=(str(jid),), message=f"Tractor job {jid} spooled: {message}")
-

@@ -261,7 +261,7 @@ def measure_check_frames(graph: JobGraph, shot: Shot, plan: Plan, out_dir: Path,
         if ref.shape != result.shape:
             raise FarmplugError(f"frame {frame}: result {result.shape[:2]} and reference {ref.shape[:2]} differ in size")
         res_q, err_map = measure(ref, result, error_map=True)
-        names = {k: f"thumbs/{shot.name}.{frame:04d}.{k}.png" for k in ("reference", "before_post", "result", "flip")}
+        names = {k: f"thumbs/{shot.stem}.{frame:04d}.{k}.png" for k in ("reference", "before_post", "result", "flip")}
         before_q = None
         # The reduced render before the stages ran (nothing to compare when no stage works on rendered frames).
         reduced = {"rendered": layout.render, "fallback": layout.fallback}.get(source) if plan.frame_stages() else None

@@ -535,4 +535,4 @@ def test_credentials_in_the_url_are_never_shown(monkeypatch):
         port = probe.getsockname()[1]
     with pytest.raises(SubmitError) as caught:
         DeadlineFarm().submit(_compile("denoise"), _connection(f"http://admin:hunter2@127.0.0.1:{port}", monkeypatch))
-    assert "hunter2" not in str(caught.value) and f"http://127.0.0.1:{port}" in str(caught.value)
+    assert "hunter2" not in str(caught.value) and f"http://admin:***@127.0.0.1:{port}" in str(caught.value)

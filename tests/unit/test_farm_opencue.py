@@ -125,3 +125,18 @@ def test_submit_to_an_unreachable_cuebot_fails_fast():
     with pytest.raises(SubmitError, match="nothing launched"):
         farm.submit(submission, FarmConnection(kind="opencue", url="127.0.0.1:9", timeout_s=2))
     assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param("http://admin:cue-s3cret@127.0.0.1:9", id="user-and-password"),
+        pytest.param("cue-s3cret@127.0.0.1:9", id="token-as-user-without-scheme"),
+    ],
+)
+def test_an_unreachable_cuebot_never_shows_the_credentials_of_its_url(url):
+    farm = OpenCueFarm()
+    with pytest.raises(SubmitError) as caught:
+        farm.submit(farm.compile(cases()["denoise"], OPTIONS), FarmConnection(kind="opencue", url=url, timeout_s=2))
+    message = str(caught.value)
+    assert "OpenCue at 127.0.0.1:9 did not take the job" in message and "cue-s3cret" not in message

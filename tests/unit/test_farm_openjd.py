@@ -403,3 +403,16 @@ def test_submit_needs_farm_and_queue():
 
 # That compile does no I/O is tested for every backend, this one included, with an audit hook in
 # tests/unit/test_farm_compile_no_io.py (monkeypatching a few functions missed open()).
+
+
+def test_submit_failure_never_shows_a_presigned_url_s_secrets(tmp_path):
+    """The deadline CLI's last line can quote the S3 URL it failed on, signed credentials and all."""
+    url = ("https://bucket.s3.amazonaws.com/Data/x?X-Amz-Credential=AKIAEXAMPLE%2F20260101&X-Amz-Security-Token=IQoJb3JpZ2lu"
+           "&X-Amz-Signature=5d672d79c15b13162d9279b0855cfba6789a8edb4c82c400e06b5924a6f2b5d7&X-Amz-Expires=900")
+    exe = fake_deadline(tmp_path, f"sys.stderr.write('Error: upload failed: 403 Forbidden for {url}\\n'); sys.exit(1)")
+    with pytest.raises(SubmitError) as err:
+        OpenJDFarm().submit(OpenJDFarm().compile(CASES["denoise"], CompileOptions()),
+                            connection(deadline_command=str(exe)))
+    message = str(err.value)
+    assert "403 Forbidden" in message and "X-Amz-Credential=***" in message and "X-Amz-Expires=900" in message
+    assert "AKIAEXAMPLE" not in message and "IQoJb3JpZ2lu" not in message and "5d672d79" not in message
