@@ -602,6 +602,10 @@ def _timelines(full: Schedule, plan: Schedule, label: str, *, used_rows_only: bo
 # ----------------------------------------------------------------------------- files
 
 
+#: A text cell starting with one of these is a formula to a spreadsheet (OWASP's CSV injection list).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _csv_cell(value: object) -> str:
     if value is None:
         return ""
@@ -609,7 +613,10 @@ def _csv_cell(value: object) -> str:
         return f"{round_money(value):.2f}"
     if isinstance(value, float):
         return f"{value:.6g}" if abs(value) < 1e6 else f"{value:.2f}"
-    return str(value)
+    text = str(value)
+    # Text (a shot or sequence name) that a spreadsheet would run as a formula is quoted with a
+    # leading apostrophe, which spreadsheets show as text; numbers are written as numbers.
+    return f"'{text}" if text.startswith(_FORMULA_START) else text
 
 
 def figures_csv(rows: Sequence[Figures]) -> str:

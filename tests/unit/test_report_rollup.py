@@ -507,3 +507,15 @@ def test_a_plan_dearer_than_the_full_render_reads_as_a_loss(tmp_path: Path) -> N
     assert "Costs 4.00 core-h more: full render 4.00 core-h → plan 8.00 core-h" in page
     assert "0.05 USD <small>more</small>" in page
     assert money_line(report).startswith("money: costs 0.05 USD more (full render 0.05 USD → plan 0.10 USD)")
+
+
+@pytest.mark.parametrize("name", ["=HYPERLINK(x)", "+1", "-2", "@SUM(A1)"])
+def test_csv_cells_that_a_spreadsheet_would_run_are_quoted(tmp_path: Path, name: str) -> None:
+    """A shot named like a formula reads as text in a spreadsheet (a leading apostrophe); its numbers stay numbers."""
+    run = make_run(tmp_path / "runs", name, 4)
+    *_, csv_path = build_show_report([run], tmp_path / "out", prices_file=EXAMPLES / "prices.yaml")
+    rows = list(csv.DictReader(io.StringIO(csv_path.read_text())))
+    shot_row = next(r for r in rows if r["level"] == "shot")
+    assert shot_row["name"] == "'" + name
+    assert not any(v.startswith(("=", "+", "@")) for r in rows for v in r.values())
+    float(shot_row["savings_ratio"])
