@@ -24,7 +24,13 @@ def main() -> int:
         print("lint-imports is not installed (pip install import-linter)", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="farmplug-layers-") as scratch:
-        site = assemble(ROOT, Path(scratch) / "site")
+        if (ROOT / "farmplug").is_dir():
+            site = assemble(ROOT, Path(scratch) / "site")
+        else:
+            # A copy already laid out as installed (the mutation check's): lint that package.
+            import farmplug
+
+            site = Path(farmplug.__file__).resolve().parents[1]
         shutil.copy(ROOT / "pyproject.toml", Path(scratch) / "pyproject.toml")
         env = {**os.environ, "PYTHONPATH": str(site)}
         return subprocess.run([lint, "--no-cache"], cwd=scratch, env=env).returncode
