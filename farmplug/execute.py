@@ -112,8 +112,7 @@ def task_is_done(task: Task, key: str | None = None) -> bool:
         record = read_timing(task.timing)
     except ConfigError:
         return False
-    if record.command != task.argv:
-        return False
+    # The key covers the command too: a changed command is a changed key.
     key = task_key(task) if key is None else key
     if record.key != key:
         return False

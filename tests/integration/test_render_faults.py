@@ -79,8 +79,9 @@ def test_a_frame_the_child_wrote_wrong_is_never_published(tiny_scene, tmp_path):
 def test_a_killed_parent_takes_its_blender_child_with_it(tiny_scene, tmp_path):
     """kill -9 of `farmplug run render`: the child dies too, and can never publish a stale frame later."""
     pattern = str(tmp_path / "out" / "tiny.####.exr")
+    # 65536 spp: a frame takes minutes, so a child that outlived its parent would still be rendering.
     cmd = [sys.executable, "-m", "farmplug.cli", "run", "render", "--scene", str(tiny_scene), "--output", pattern,
-           "--frames", "1-4", "--samples", "4096", "--no-timing"]
+           "--frames", "1-4", "--samples", "65536", "--no-timing"]
     parent = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     child = None
     deadline = time.time() + 60
@@ -92,7 +93,7 @@ def test_a_killed_parent_takes_its_blender_child_with_it(tiny_scene, tmp_path):
     time.sleep(1.0)  # Blender is rendering its first frame
     os.kill(parent.pid, signal.SIGKILL)
     parent.wait()
-    gone = time.time() + 10
+    gone = time.time() + 5
     while time.time() < gone and Path(f"/proc/{child}").exists() and "Z" not in _state(child):
         time.sleep(0.1)
     assert not Path(f"/proc/{child}").exists() or "Z" in _state(child), "the Blender child outlived its parent"

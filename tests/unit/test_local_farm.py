@@ -74,8 +74,10 @@ class FakeTaskRunner:
         started = time.time()
         # The engine hands the task its key; the task stamps it on its frames and its record.
         key = os.environ.get(TASK_KEY_ENV, "")
+        # Like Blender, a render writes no farmplug provenance; stages stamp theirs.
+        provenance = {} if task.kind == "render" else {"stage": task.stage, "task": task.id, "key": key}
         for frame_number, out in zip(task.frames, task.outputs, strict=True):
-            write_frame(out, tiny_frame(float(frame_number)), provenance={"stage": task.stage, "task": task.id, "key": key})
+            write_frame(out, tiny_frame(float(frame_number)), provenance=provenance)
         write_timing(TimingRecord(task=task.id, stage=task.stage, role=task.role, backend="test", started_at=started,
                                   finished_at=time.time(), overhead_cpu_s=0.1, command=list(task.argv), key=key),
                      task.timing)
