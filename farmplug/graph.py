@@ -59,6 +59,8 @@ class JobGraph(StrictModel):
     plan_file: str
     shot_file: str
     tasks: list[Task]
+    plan: Plan | None = Field(default=None, description="the plan the run was made from (the run folder needs no other file)")
+    shot: Shot | None = Field(default=None, description="the shot the run was made from")
 
     def task(self, task_id: str) -> Task:
         for t in self.tasks:
@@ -341,7 +343,8 @@ def compile_plan(plan: Plan, shot: Shot, *, plan_file: Path, shot_file: Path, ru
         tasks.append(render_task("reference", "reference", frames, shot.samples, layout.reference, frozenset()))
 
     return JobGraph(
-        name=shot.name, run_dir=str(run_dir), plan_file=plan_abs, shot_file=str(Path(shot_file).absolute()), tasks=tasks
+        name=shot.name, run_dir=str(run_dir), plan_file=plan_abs, shot_file=str(Path(shot_file).absolute()), tasks=tasks,
+        plan=plan, shot=shot,
     )
 
 

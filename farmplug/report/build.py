@@ -468,7 +468,8 @@ def _summarize_run(
             a cost is zero, or the prices lack a price the work needs.
     """
     graph = load_graph(run_dir)
-    plan, shot, _ = load_plan(graph.plan_file)
+    # The plan and shot the run was made from travel in its graph (older graphs: read the plan file).
+    plan, shot = (graph.plan, graph.shot) if graph.plan is not None and graph.shot is not None else load_plan(graph.plan_file)[:2]
     records = load_records(graph)
     savings = compute_savings(graph, records, shot, plan)
     verdicts = load_confidence(graph)

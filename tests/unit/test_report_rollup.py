@@ -519,3 +519,21 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_quoted(tmp_path: Path, name:
     assert shot_row["name"] == "'" + name
     assert not any(v.startswith(("=", "+", "@")) for r in rows for v in r.values())
     float(shot_row["savings_ratio"])
+
+
+def test_a_run_folder_copied_without_its_plan_reports_its_own_figures(tmp_path: Path) -> None:
+    """The plan and shot travel in graph.json and the paths follow the folder: a copy reports itself."""
+    import shutil
+
+    from farmplug.report.build import build_report
+
+    run = make_run(tmp_path / "runs", "sh010", 4)
+    original, _html = build_report(run, tmp_path / "first")
+    copy = tmp_path / "elsewhere" / "run"
+    shutil.copytree(run, copy)
+    shutil.rmtree(tmp_path / "runs")  # the plan, the shot and the original run folder are gone
+    again, html = build_report(copy, copy)
+    assert again.savings.core_seconds_full == pytest.approx(original.savings.core_seconds_full)
+    assert again.savings.core_seconds_plan == pytest.approx(original.savings.core_seconds_plan)
+    assert [f.frame for f in again.quality.frames] == [f.frame for f in original.quality.frames]
+    assert html.is_file() and str(copy) in str(html)
