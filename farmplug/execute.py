@@ -1,9 +1,11 @@
 """Running a job graph here, in dependency order: the engine of the local farm, and calibration run here.
 
-A task whose outputs already exist and read back, and whose timing record is valid and was
-written by this very command, is skipped, so a run killed midway can be started again: finished
-tasks stay, the interrupted one runs again from the start (its outputs are written atomically,
-so nothing half-written is ever taken as done) and produces the same frames.
+A task is skipped when its timing record holds the same key (:func:`task_key`: its command,
+the versions of farmplug and the renderer, and a fingerprint of every input) and every output it
+lists reads back and carries its provenance; anything else runs again. So a run killed midway
+can be started again: finished tasks stay, the interrupted one runs again from the start (its
+outputs are written atomically, so nothing half-written is ever taken as done) and produces the
+same frames, and a changed plan, scene or upstream output re-runs exactly what depends on it.
 """
 
 from __future__ import annotations
@@ -57,10 +59,15 @@ def _versions() -> dict[str, str]:
     from farmplug import __version__
 
     found = {"farmplug": __version__}
-    try:
-        found["bpy"] = version("bpy")
-    except PackageNotFoundError:
-        found["bpy"] = os.environ.get("FARMPLUG_BLENDER", "none")
+    # The renderer that will run: a Blender executable when FARMPLUG_BLENDER names one, else bpy.
+    blender = os.environ.get("FARMPLUG_BLENDER")
+    if blender:
+        found["renderer"] = f"blender {blender}"
+    else:
+        try:
+            found["renderer"] = f"bpy {version('bpy')}"
+        except PackageNotFoundError:
+            found["renderer"] = "none"
     return found
 
 

@@ -183,3 +183,13 @@ def test_a_moved_or_copied_run_folder_is_read_where_it_lies(tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(moved, copy)
     assert all(str(copy) in t.timing for t in load_graph(copy).tasks)
+
+
+def test_another_renderer_re_runs_everything(tmp_path, monkeypatch):
+    """FARMPLUG_BLENDER names the renderer that runs; its frames are not the bpy module's."""
+    graph = graph_of(tmp_path, *shot_and_plan(tmp_path))
+    monkeypatch.delenv("FARMPLUG_BLENDER", raising=False)
+    run(graph)
+    assert run(graph) == []
+    monkeypatch.setenv("FARMPLUG_BLENDER", "/opt/blender-4.5/blender")
+    assert run(graph) == [t.id for t in graph.topological()]
