@@ -65,6 +65,7 @@ def run_stage(
     }
     try:
         for job in jobs:
+            _check_passes(stage.descriptor, job.source)
             with Stopwatch() as reading:
                 frame = read_frame(job.source)
             if not opened:
@@ -102,6 +103,23 @@ def run_stage(
         frames=frames,
         settings={k: v for k, v in config.model_dump().items() if isinstance(v, (str, int, float, bool))} | {"device": device},
     )
+
+
+def _check_passes(descriptor, source: Path) -> None:
+    """The passes the stage cannot do without, checked from the file's headers before its pixels are read.
+
+    Raises:
+        MissingPassError: naming the file, the pass and how to enable it in the renderer.
+    """
+    from farmplug.errors import MissingPassError
+    from farmplug.imageio import read_header
+    from farmplug.imageio.channels import HOW_TO_ENABLE
+
+    header = read_header(source)
+    for feature in sorted(descriptor.required_features):
+        if not header.has(feature):
+            how = HOW_TO_ENABLE.get(feature, "enable it in the renderer")
+            raise MissingPassError(f"no {feature} pass, which the {descriptor.kind} stage needs: {how}", path=source)
 
 
 def frame_jobs(input_pattern: str, output_pattern: str, frames: Sequence[int]) -> list[FrameJob]:

@@ -7,6 +7,7 @@ from farmplug.imageio.exr import (
     Window,
     image_is_valid,
     read_frame,
+    read_header,
     write_frame,
 )
 
@@ -18,6 +19,7 @@ __all__ = [
     "Window",
     "image_is_valid",
     "read_frame",
+    "read_header",
     "split_channel",
     "write_frame",
 ]

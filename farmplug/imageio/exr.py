@@ -288,6 +288,34 @@ def _native_stderr_to_log() -> Iterator[None]:
                 log.debug("image library messages:\n%s", text)
 
 
+def read_header(path: str | Path, *, vocabulary: str | None = None) -> Frame:
+    """Every part's header, without the pixels (each part's ``pixels`` is empty): enough to see
+    which passes a file holds, its windows and its size, for the cost of reading its headers.
+
+    Raises:
+        ImageError: missing, unreadable or corrupt header; the message names the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError("file not found" if not path.exists() else "not a regular file", path=path)
+    with _native_stderr_to_log():
+        inp = oiio.ImageInput.open(str(path))
+        if inp is None:
+            raise ImageError(f"cannot open: {_clear_oiio_errors() or 'not an image OpenImageIO can read'}", path=path)
+        try:
+            parts = []
+            while inp.seek_subimage(len(parts), 0):
+                spec = inp.spec().copy() if hasattr(inp.spec(), "copy") else oiio.ImageSpec(inp.spec())
+                _check_spec(spec, len(parts), path)
+                parts.append(Part(spec, np.empty((0, 0, spec.nchannels), dtype=np.float32)))
+        finally:
+            _clear_oiio_errors(inp)
+            inp.close()
+    if not parts:
+        raise ImageError("no image in the file", path=path)
+    return Frame(tuple(parts), path=path, vocabulary=vocabulary)
+
+
 def read_frame(path: str | Path, *, vocabulary: str | None = None) -> Frame:
     """Read every part of an image file (mip level 0) as float32.
 

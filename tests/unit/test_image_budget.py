@@ -81,3 +81,31 @@ def test_the_default_budget_follows_the_machine(monkeypatch):
     monkeypatch.delenv("FARMPLUG_IMAGE_MEMORY_MB", raising=False)
     assert memory_budget_mb() >= 1024
     assert resource.getpagesize() > 0
+
+
+def _depth_only(path, width: int = 16, height: int = 16):
+    spec = oiio.ImageSpec(width, height, 1, oiio.FLOAT)
+    spec.channelnames = ("Z",)
+    write_frame(path, Frame((Part(spec, np.full((height, width, 1), 3.0, dtype=np.float32)),)))
+    return path
+
+
+def test_a_stage_s_passes_are_checked_from_the_header_before_the_pixels(tmp_path, monkeypatch, capsys):
+    """A depth-only file claiming 16000x16000 for the denoise stage: the missing colour is what is
+    reported (from the header), not the memory its pixels would need, and nothing is written."""
+    from farmplug.cli import main
+    from farmplug.imageio import read_header
+
+    path = _depth_only(tmp_path / "depth.exr")
+    header = read_header(path)
+    assert header.has("depth") and not header.has("color") and header.parts[0].pixels.size == 0
+    data = bytearray(path.read_bytes())
+    for name in (b"dataWindow\x00box2i\x00", b"displayWindow\x00box2i\x00"):
+        at = data.index(name) + len(name) + 4
+        data[at:at + 16] = struct.pack("<4i", 0, 0, 15999, 15999)
+    path.write_bytes(bytes(data))
+    monkeypatch.setenv("FARMPLUG_IMAGE_MEMORY_MB", "512")
+    assert main(["run", "denoise", "--input", str(path), "--output", str(tmp_path / "out.exr")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "depth.exr: no color pass, which the denoise stage needs" in err
+    assert not (tmp_path / "out.exr").exists()
