@@ -308,6 +308,9 @@ def read_header(path: str | Path, *, vocabulary: str | None = None) -> Frame:
                 spec = inp.spec().copy() if hasattr(inp.spec(), "copy") else oiio.ImageSpec(inp.spec())
                 _check_spec(spec, len(parts), path)
                 parts.append(Part(spec, np.empty((0, 0, spec.nchannels), dtype=np.float32)))
+        except (UnicodeDecodeError, ValueError, RuntimeError, TypeError) as err:
+            # As read_frame: fuzzed headers can hold bytes that are not text, or values the bindings cannot convert.
+            raise ImageError(f"corrupt header: {type(err).__name__}: {err}", path=path) from None
         finally:
             _clear_oiio_errors(inp)
             inp.close()

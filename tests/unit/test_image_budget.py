@@ -109,3 +109,21 @@ def test_a_stage_s_passes_are_checked_from_the_header_before_the_pixels(tmp_path
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "depth.exr: no color pass, which the denoise stage needs" in err
     assert not (tmp_path / "out.exr").exists()
+
+
+def test_every_damaged_file_s_header_is_one_error(exr_images):
+    """read_header meets the same fuzzed files as read_frame: each is an ImageError, never a crash."""
+    from farmplug.imageio import read_header
+    from tests.conftest import damaged_files
+
+    files = damaged_files()
+    assert files
+    crashes = []
+    for path in files:
+        try:
+            read_header(path)
+        except ImageError:
+            continue
+        except Exception as err:  # noqa: BLE001 - the point is to find any other exception
+            crashes.append(f"{path.name}: {type(err).__name__}: {err}")
+    assert not crashes, crashes[:5]
