@@ -36,6 +36,7 @@ from typing import Literal
 from pydantic import Field, ValidationError
 
 from farmplug.errors import ConfigError, FarmplugError
+from farmplug.frames import keys_around
 from farmplug.graph import JobGraph, Task, compile_plan, load_graph, run_layout, timing_path
 from farmplug.models import ConfidenceRecord, Plan, QualityTarget, Shot, default_check_frames, load_plan, load_shot
 from farmplug.schema import StrictModel, describe_validation_error, load_model, save_model
@@ -460,7 +461,7 @@ def delivered_for_checks(plan: Plan, shot: Shot, checks: Sequence[int]) -> list[
         if frame in keys:
             frames.add(frame)
             continue
-        a, b = max(k for k in keys if k < frame), min(k for k in keys if k > frame)
+        a, b = keys_around(keys, frame)
         frames |= set(range(a + 1, b))
     return sorted(frames)
 

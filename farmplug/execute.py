@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from farmplug.errors import ConfigError, FarmplugError
+from farmplug.frames import format_frame_set
 from farmplug.graph import JobGraph, Task
 from farmplug.imageio import image_is_valid
 from farmplug.timing import TASK_KEY_ENV, read_timing
@@ -83,13 +84,14 @@ def task_key(task: Task) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode("utf-8")).hexdigest()
 
 
-def _provenance(path: Path) -> dict[str, str] | None:
-    """The ``farmplug:*`` attributes of a frame's first part (None when it does not read back)."""
+def _provenance(path: Path, *, header_only: bool = False) -> dict[str, str] | None:
+    """The ``farmplug:*`` attributes of a frame's first part (None when it does not read back:
+    the whole file, or only its headers with ``header_only``)."""
     from farmplug.errors import ImageError
-    from farmplug.imageio import read_frame
+    from farmplug.imageio import read_frame, read_header
 
     try:
-        spec = read_frame(path).parts[0].spec
+        spec = (read_header if header_only else read_frame)(path).parts[0].spec
     except ImageError:
         return None
     return {name: spec.getattribute(f"farmplug:{name}") for name in ("task", "key", "plan")
@@ -169,7 +171,7 @@ def foreign_outputs(task: Task, graph: JobGraph) -> list[Path]:
     for out in map(Path, [*task.outputs, *task.delivers]):
         if out.suffix != ".exr" or not out.is_file() or work in out.parents:
             continue
-        made = _provenance(out) or {}
+        made = _provenance(out, header_only=True) or {}
         if made.get("task") not in ours or made.get("plan", graph.plan_file) != graph.plan_file:
             found.append(out)
     return found
@@ -278,7 +280,7 @@ def _run_tasks(graph: JobGraph, *, force: bool, runner: TaskRunner,
                 more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
                 raise FarmplugError(f"task {task.id} would overwrite {foreign[0]}{more}, which this run did not make; "
                                     "move it away, or run again with --force to replace it")
-        log.info("[%d/%d] %s: %s frames %s", number, len(order), task.id, task.stage, _frames_label(task.frames))
+        log.info("[%d/%d] %s: %s frames %s", number, len(order), task.id, task.stage, format_frame_set(task.frames))
         for stale in remove_stale_temp_files(task):
             log.info("removed %s left by an interrupted run", stale)
         previous = os.environ.get(TASK_KEY_ENV)
@@ -296,11 +298,6 @@ def _run_tasks(graph: JobGraph, *, force: bool, runner: TaskRunner,
     summary.wall_s = time.perf_counter() - started
     return summary
 
-
-def _frames_label(frames: list[int]) -> str:
-    from farmplug.frames import format_frame_set
-
-    return format_frame_set(frames)
 
 
 def warm_up(job: CalibrationJob) -> None:

@@ -105,6 +105,15 @@ def keyframe_span(frames: Sequence[int], step: int) -> tuple[list[int], list[int
     return keys, targets
 
 
+def keys_around(keys: Sequence[int], frame: int) -> tuple[int, int]:
+    """The keyframes just before and just after ``frame`` (which is not one of them).
+
+    Raises:
+        ValueError: no keyframe on one side.
+    """
+    return max(k for k in keys if k < frame), min(k for k in keys if k > frame)
+
+
 def targets_between(frames: Sequence[int], keys: Sequence[int]) -> tuple[list[int], list[int]]:
     """The frames of ``frames`` that are not keyframes, and the keyframes they are made from.
 
@@ -118,5 +127,5 @@ def targets_between(frames: Sequence[int], keys: Sequence[int]) -> tuple[list[in
     outside = [t for t in targets if t < keys[0] or t > keys[-1]]
     if outside:
         raise FarmplugError(f"frames {outside} have no keyframe on both sides (keyframes {keys[0]}-{keys[-1]})")
-    needed = sorted({max(k for k in keys if k < t) for t in targets} | {min(k for k in keys if k > t) for t in targets})
+    needed = sorted({k for t in targets for k in keys_around(keys, t)})
     return needed, targets

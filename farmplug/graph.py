@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import Field
 
 from farmplug.errors import ConfigError
-from farmplug.frames import chunk, format_frame_set
+from farmplug.frames import chunk, format_frame_set, keys_around
 from farmplug.models import Plan, Shot
 from farmplug.render.base import frame_path
 from farmplug.schema import StrictModel, load_model, save_model
@@ -362,7 +362,7 @@ def _rendered(keyframes: list[int], delivered: list[int]) -> list[int]:
         if frame in keys:
             needed.add(frame)
         else:
-            needed |= {max(k for k in keyframes if k < frame), min(k for k in keyframes if k > frame)}
+            needed |= set(keys_around(keyframes, frame))
     return sorted(needed)
 
 

@@ -38,7 +38,8 @@ def add_common(p: argparse.ArgumentParser, *, top: bool = False) -> None:
     )
 
 
-def _formatter(prog: str) -> argparse.HelpFormatter:
+def help_formatter(prog: str) -> argparse.HelpFormatter:
+    """Help that shows every option's default (every verb of the command line uses it)."""
     return argparse.ArgumentDefaultsHelpFormatter(prog, max_help_position=32)
 
 
@@ -46,11 +47,11 @@ def add_run_parsers(verbs: argparse._SubParsersAction) -> None:
     """Add the ``run`` verb and its task sub-commands to a parser's sub-commands."""
     from farmplug.stages.registry import descriptors
 
-    run = verbs.add_parser("run", help="run one task: a render, a stage over frames, a fallback", formatter_class=_formatter)
+    run = verbs.add_parser("run", help="run one task: a render, a stage over frames, a fallback", formatter_class=help_formatter)
     add_common(run)
     what = run.add_subparsers(dest="what", required=True, metavar="TASK")
 
-    render = what.add_parser("render", help="render frames of a scene with the plan's overrides", formatter_class=_formatter)
+    render = what.add_parser("render", help="render frames of a scene with the plan's overrides", formatter_class=help_formatter)
     add_common(render)
     render.add_argument("--scene", type=Path, required=True, help="the .blend file")
     render.add_argument("--output", required=True, help="output pattern with #### or %%04d")
@@ -67,7 +68,7 @@ def add_run_parsers(verbs: argparse._SubParsersAction) -> None:
         _add_stage_parser(what, d)
 
     fallback = what.add_parser("fallback", help="render for real the frames a stage could not vouch for",
-                               formatter_class=_formatter)
+                               formatter_class=help_formatter)
     add_common(fallback)
     fallback.add_argument("--plan", type=Path, required=True, help="the plan")
     fallback.add_argument("--frames", required=True, help="the frames this task answers for")
@@ -76,7 +77,7 @@ def add_run_parsers(verbs: argparse._SubParsersAction) -> None:
     _add_task_args(fallback)
 
     measure = what.add_parser("calibration", help="measure a calibration's candidates once their tasks have run",
-                              formatter_class=_formatter)
+                              formatter_class=help_formatter)
     add_common(measure)
     measure.add_argument("--setup", type=Path, required=True, help="the calibration's setup file (calibration-setup.json)")
     _add_task_args(measure)
@@ -107,7 +108,7 @@ def _field_option(annotation: Any) -> dict[str, Any]:
 
 
 def _add_stage_parser(what: argparse._SubParsersAction, d: StageDescriptor) -> None:
-    p = what.add_parser(d.kind, help=d.summary, formatter_class=_formatter)
+    p = what.add_parser(d.kind, help=d.summary, formatter_class=help_formatter)
     add_common(p)
     if d.mode == "keyframes":
         p.add_argument("--input", required=True, help="keyframe pattern (#### or %%04d)")

@@ -61,19 +61,25 @@ class MutantList(BaseModel):
 Outcome = Literal["killed", "survived", "stale", "error", "timeout"]
 
 
-def load_mutants(path: Path = MUTANTS_FILE) -> list[Mutant]:
-    mutants = MutantList.model_validate(yaml.safe_load(path.read_text(encoding="utf-8"))).mutants
+def parse_mutants(text: str, source: str) -> list[Mutant]:
+    """The mutants of a ``mutants.yaml`` text; ids must be unique."""
+    mutants = MutantList.model_validate(yaml.safe_load(text)).mutants
     ids = [m.id for m in mutants]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
-        raise SystemExit(f"{path}: duplicate mutant ids {duplicates}")
+        raise SystemExit(f"{source}: duplicate mutant ids {duplicates}")
     return mutants
 
 
+def load_mutants(path: Path = MUTANTS_FILE) -> list[Mutant]:
+    return parse_mutants(path.read_text(encoding="utf-8"), str(path))
+
+
 def load_mutants_at(ref: str) -> list[Mutant]:
-    text = subprocess.run(["git", "show", f"{ref}:{MUTANTS_FILE.relative_to(ROOT).as_posix()}"], cwd=ROOT, check=True,
-                          capture_output=True, text=True).stdout
-    return MutantList.model_validate(yaml.safe_load(text)).mutants
+    """The mutants as the commit ``ref`` has them."""
+    name = MUTANTS_FILE.relative_to(ROOT).as_posix()
+    text = subprocess.run(["git", "show", f"{ref}:{name}"], cwd=ROOT, check=True, capture_output=True, text=True).stdout
+    return parse_mutants(text, f"{ref}:{name}")
 
 
 def project_files() -> list[str]:

@@ -9,16 +9,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from farmplug.cli.common import formatter, print_json
+from farmplug.cli.common import print_json
 from farmplug.cli.plan import fraction
 from farmplug.cli.submit import add_farm_options, print_submission, submit_graph
 from farmplug.errors import FarmplugError
-from farmplug.worker import add_common
+from farmplug.worker import add_common, help_formatter
 
 
 def add_parser(verbs: argparse._SubParsersAction) -> None:
     p = verbs.add_parser("calibrate", help="measure candidate plans on check frames; save the cheapest that meets the target",
-                         formatter_class=formatter)
+                         formatter_class=help_formatter)
     add_common(p)
     p.add_argument("shot", type=Path, help="shot YAML")
     p.add_argument("--out", type=Path, default=None, help="folder for plan.yaml and the evidence (default: beside the shot)")

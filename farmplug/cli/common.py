@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Any
-
-
-def formatter(prog: str) -> argparse.HelpFormatter:
-    """Help that shows every option's default."""
-    return argparse.ArgumentDefaultsHelpFormatter(prog, max_help_position=32)
 
 
 def print_headline(report, html: Path) -> None:

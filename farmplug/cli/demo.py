@@ -13,13 +13,13 @@ import logging
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from farmplug.cli.common import formatter, print_headline
+from farmplug.cli.common import print_headline
 from farmplug.errors import FarmplugError
 from farmplug.graph import compile_plan, save_graph
 from farmplug.models import FrameRangeModel, Plan, QualityTarget, Resolution, Shot, default_check_frames
 from farmplug.schema import save_model
 from farmplug.stages.registry import default_stages, keyframe_stage
-from farmplug.worker import add_common
+from farmplug.worker import add_common, help_formatter
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings()):
 def add_parser(verbs: argparse._SubParsersAction) -> None:
     d = DemoSettings()
     p = verbs.add_parser("demo", help="build a Blender shot, render it cheaply, denoise, measure, report",
-                         formatter_class=formatter)
+                         formatter_class=help_formatter)
     add_common(p)
     p.add_argument("--out", type=Path, default=Path("demo-out"), help="run folder")
     p.add_argument("--frames", type=int, default=None, help=f"frames in the demo shot (default {d.frames})")

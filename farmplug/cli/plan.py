@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from farmplug.cli.common import formatter, print_json
-from farmplug.worker import add_common
+from farmplug.cli.common import print_json
+from farmplug.worker import add_common, help_formatter
 
 
 def fraction(text: str) -> float:
@@ -21,7 +21,7 @@ def fraction(text: str) -> float:
 
 def add_parser(verbs: argparse._SubParsersAction) -> None:
     p = verbs.add_parser("plan", help="write a plan for a shot (reduced samples + the default stages, check frames)",
-                         formatter_class=formatter)
+                         formatter_class=help_formatter)
     add_common(p)
     p.add_argument("shot", type=Path, help="shot YAML")
     p.add_argument("--out", type=Path, default=None, help="plan YAML to write (default: plan.yaml beside the shot)")

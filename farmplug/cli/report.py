@@ -12,9 +12,9 @@ import argparse
 import re
 from pathlib import Path
 
-from farmplug.cli.common import formatter, print_headline, print_json
+from farmplug.cli.common import print_headline, print_json
 from farmplug.errors import FarmplugError
-from farmplug.worker import add_common
+from farmplug.worker import add_common, help_formatter
 
 _RESOLUTION = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
 
@@ -40,7 +40,7 @@ def frame_count(text: str) -> int:
 
 def add_parser(verbs: argparse._SubParsersAction) -> None:
     p = verbs.add_parser("report", help="build the savings report of finished run folders (one shot or a show)",
-                         formatter_class=formatter)
+                         formatter_class=help_formatter)
     add_common(p)
     p.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR", help="finished run folders")
     p.add_argument("--out", type=Path, default=None,

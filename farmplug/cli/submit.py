@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from farmplug.cli.common import formatter, print_headline, print_json
+from farmplug.cli.common import print_headline, print_json
 from farmplug.errors import FarmplugError
-from farmplug.worker import add_common
+from farmplug.worker import add_common, help_formatter
 
 
 def add_farm_options(p: argparse.ArgumentParser) -> None:
@@ -25,7 +25,7 @@ def add_farm_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_parser(verbs: argparse._SubParsersAction) -> None:
-    p = verbs.add_parser("submit", help="compile a plan into a job graph and submit it to a farm", formatter_class=formatter)
+    p = verbs.add_parser("submit", help="compile a plan into a job graph and submit it to a farm", formatter_class=help_formatter)
     add_common(p)
     p.add_argument("plan", type=Path, help="plan YAML (write one with farmplug plan or farmplug calibrate)")
     p.add_argument("--run-dir", type=Path, default=None, help="run folder (default: run-<shot>-<plan> beside the plan); a run folder belongs to one plan")

@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 import types
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -33,6 +33,7 @@ from farmplug.integrations.deadline import DeadlineFarm, plugin_folder
 from farmplug.integrations.registry import create_farm
 from tests.farm_cases import HOSTILE, cases
 from tests.golden_util import check_golden
+from tests.stand_ins import QuietHandler
 
 CASES = cases()
 OPTIONS = CompileOptions()
@@ -444,7 +445,7 @@ def test_plugin_files_agree_with_the_plugin_and_the_jobs():
 # submit: a local stand-in for the Web Service
 
 
-class _WebService(BaseHTTPRequestHandler):
+class _WebService(QuietHandler):
     received: list
     reject_at: int | None = None
 
@@ -452,19 +453,9 @@ class _WebService(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.received.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
         if self.reject_at == len(self.received):
-            self._answer(400, "text/plain", b"Error: pool 'gpu' does not exist")
+            self.reply(400, "text/plain", b"Error: pool 'gpu' does not exist")
             return
-        self._answer(200, "application/json", json.dumps({"_id": f"64f0{len(self.received):020d}"}).encode())
-
-    def _answer(self, status, kind, data):
-        self.send_response(status)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
+        self.reply(200, "application/json", json.dumps({"_id": f"64f0{len(self.received):020d}"}))
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import pytest
 
@@ -15,6 +15,7 @@ from farmplug.integrations.base import CompileOptions, FarmConnection, SubmitErr
 from farmplug.integrations.flamenco import JOB_TYPE_FILE, FlamencoFarm
 from tests.farm_cases import cases
 from tests.golden_util import check_golden
+from tests.stand_ins import QuietHandler
 
 OPTIONS = CompileOptions()
 
@@ -111,7 +112,7 @@ def test_job_type_script_compiles_the_payload_into_the_graph(case, tmp_path):
         assert made[task.id]["type"] == ("gpu" if task.gpus else "cpu")
 
 
-class FakeManager(BaseHTTPRequestHandler):
+class FakeManager(QuietHandler):
     """Answers ``POST /api/v3/jobs`` like Flamenco Manager: the job, or an error object."""
 
     status = 200
@@ -121,15 +122,7 @@ class FakeManager(BaseHTTPRequestHandler):
     def do_POST(self):  # noqa: N802 - http.server's naming
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         type(self).received.append((self.path, body))
-        data = json.dumps(type(self).answer).encode()
-        self.send_response(type(self).status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
+        self.reply(type(self).status, "application/json", json.dumps(type(self).answer))
 
 
 @pytest.fixture

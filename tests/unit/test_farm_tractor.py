@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -15,6 +15,7 @@ from farmplug.integrations.base import CompileOptions, FarmConnection, SubmitErr
 from farmplug.integrations.tractor import JOB_FILE, TractorFarm, tcl_word
 from tests.farm_cases import HOSTILE, cases
 from tests.golden_util import check_golden
+from tests.stand_ins import QuietHandler
 
 OPTIONS = CompileOptions()
 NASTY = ["", " ", "{", "}", "{}", "}{", "\\", "a\\", "\\{", "\n", "a\nb", "\t", "$HOME", "[exec rm -rf /]", '"', "'",
@@ -205,7 +206,7 @@ def test_argument_starting_with_tilde_is_refused():
         TractorFarm().compile(graph, OPTIONS)
 
 
-class FakeEngine(BaseHTTPRequestHandler):
+class FakeEngine(QuietHandler):
     """Answers ``POST /Tractor/spool`` like tractor-engine: ``{"rc": 0, "msg": ..., "jid": N}``."""
 
     answer: dict = {"rc": 0, "msg": "job script accepted, jid: 1042", "jid": 1042}
@@ -214,15 +215,7 @@ class FakeEngine(BaseHTTPRequestHandler):
     def do_POST(self):  # noqa: N802 - http.server's naming
         body = self.rfile.read(int(self.headers["Content-Length"])).decode()
         type(self).received.append((self.path, self.headers["Content-Type"], body))
-        data = json.dumps(type(self).answer).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
+        self.reply(200, "application/json", json.dumps(type(self).answer))
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import json
 import logging
 import socket
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -21,6 +21,7 @@ import yaml
 
 from farmplug.cli import main
 from farmplug.integrations.base import FarmConnection
+from tests.stand_ins import QuietHandler
 
 URL_PASSWORD = "urlPa55-w0rd"
 TOKEN = "tok-9f8e7d6c"
@@ -29,7 +30,7 @@ SECRETS = (URL_PASSWORD, TOKEN, ENV_PASSWORD)
 FARMS = ["deadline", "flamenco", "tractor"]
 
 
-class _EchoingFarm(BaseHTTPRequestHandler):
+class _EchoingFarm(QuietHandler):
     """Answers every POST, echoing the request line and the decoded Basic login in the answer."""
 
     accept = False
@@ -41,24 +42,14 @@ class _EchoingFarm(BaseHTTPRequestHandler):
             login = base64.b64decode(login[6:]).decode()
         echo = f"{self.command} {self.path} login={login}"
         if not self.accept:
-            self._send(401, "text/plain", f"Unauthorized: {echo}")
+            self.reply(401, "text/plain", f"Unauthorized: {echo}")
         elif self.path.startswith("/api/jobs"):
-            self._send(200, "application/json", json.dumps({"_id": "64f000000000000000000001"}))
+            self.reply(200, "application/json", json.dumps({"_id": "64f000000000000000000001"}))
         elif self.path.startswith("/api/v3/jobs"):
-            self._send(200, "application/json", json.dumps({"id": "0d5b-job", "message": echo}))
+            self.reply(200, "application/json", json.dumps({"id": "0d5b-job", "message": echo}))
         else:
-            self._send(200, "application/json", json.dumps({"rc": 0, "msg": f"job accepted: {echo}", "jid": 7}))
+            self.reply(200, "application/json", json.dumps({"rc": 0, "msg": f"job accepted: {echo}", "jid": 7}))
 
-    def _send(self, status: int, kind: str, text: str) -> None:
-        data = text.encode()
-        self.send_response(status)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
 
 
 @pytest.fixture
