@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from farmplug.errors import ConfigError
+from farmplug.errors import ConfigError, FarmplugError
 from farmplug.frames import chunk, format_frame_set, keys_around
 from farmplug.models import Plan, Shot
 from farmplug.render.base import frame_path
@@ -484,6 +484,47 @@ def load_graph(run_dir: Path) -> JobGraph:
     """
     graph = load_model(JobGraph, Path(run_dir) / GRAPH_FILE)
     return rebase_graph(graph, Path(run_dir).absolute())
+
+
+def find_task(near: Path, tid: str, argv: Sequence[str]) -> Task | None:
+    """The task ``tid`` of the run folder above ``near`` (the nearest ``graph.json`` among its
+    parents), when its command is ``argv``; else None (a command run by hand, a graph it is not
+    in, or one that does not read back)."""
+    import logging
+
+    here = Path(near).absolute()
+    for folder in (here, *here.parents):
+        if not (folder / GRAPH_FILE).is_file():
+            continue
+        try:
+            graph = load_graph(folder)
+        except ConfigError as err:
+            logging.getLogger(__name__).warning("%s; this task's record will not be trusted by a rerun", err)
+            return None
+        for task in graph.tasks:
+            if task.id == tid and _same_command(task.argv, argv):
+                return task
+        return None
+    return None
+
+
+def _same_command(ours: Sequence[str], theirs: Sequence[str]) -> bool:
+    """The same command, where a farm may spell ``--frames`` its own way (``4`` for ``4-4``)."""
+    from farmplug.frames import parse_frames
+
+    if len(ours) != len(theirs):
+        return False
+    for i, (a, b) in enumerate(zip(ours, theirs, strict=True)):
+        if a == b:
+            continue
+        if i == 0 or ours[i - 1] != "--frames":
+            return False
+        try:
+            if parse_frames(a) != parse_frames(b):
+                return False
+        except FarmplugError:
+            return False
+    return True
 
 
 def rebase_graph(graph: JobGraph, run_dir: Path) -> JobGraph:

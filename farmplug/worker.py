@@ -153,23 +153,47 @@ def _add_stage_parser(what: argparse._SubParsersAction, d: StageDescriptor) -> N
 
 def _task_names(args: argparse.Namespace, frames: list[int], folder: str | Path) -> tuple[str, Path | None]:
     """The task id and timing-record path: given, or derived from --layer and the frames exactly as the
-    job graph derives them (so a farm can run a chunk knowing only its frames)."""
+    job graph derives them (so a farm can run a chunk knowing only its frames). Sets ``args.key``
+    (see :func:`task_key`) before the task does anything."""
     from farmplug.graph import task_id, timing_path
 
     default_layer = "reference" if getattr(args, "role", "plan") == "reference" and args.what == "render" else args.what
     tid = args.task or task_id(args.layer or default_layer, frames)
-    if args.no_timing:
-        return tid, None
-    return tid, Path(args.timing) if args.timing else Path(timing_path(folder, tid))
+    timing = None if args.no_timing else Path(args.timing) if args.timing else Path(timing_path(folder, tid))
+    args.key = task_key(tid, timing or Path(folder), _task_argv(args))
+    return tid, timing
 
 
-def task_key() -> str:
-    """The key the engine gave this task (empty when it runs outside farmplug's engine, e.g. on a farm)."""
+def _task_argv(args: argparse.Namespace) -> list[str]:
+    """The task's command as a job graph spells it: from ``run`` on (without options like ``-v`` before it)."""
+    argv = list(getattr(args, "argv", []))
+    return argv[argv.index("run"):] if "run" in argv else argv
+
+
+def task_key(tid: str, near: Path, argv: list[str]) -> str:
+    """This task's key (see :func:`farmplug.execute.task_key`), computed before it runs.
+
+    Farmplug's own engine hands it over in ``FARMPLUG_TASK_KEY``. On a farm, where a worker runs
+    the command alone, the key is computed here from the run's ``graph.json`` (found above the
+    task's timing record) when this command is that graph's task ``tid``, so a run a farm made is
+    trusted by a later ``submit`` or ``report`` exactly as one the local farm made. A command run by
+    hand, outside any run folder, has no key: its outputs are never taken as a run's.
+    """
     import os
 
     from farmplug.timing import TASK_KEY_ENV
 
-    return os.environ.get(TASK_KEY_ENV, "")
+    given = os.environ.get(TASK_KEY_ENV, "")
+    if given:
+        return given
+    from farmplug.graph import find_task
+
+    task = find_task(near, tid, argv)
+    if task is None:
+        return ""
+    from farmplug.execute import task_key as key_of
+
+    return key_of(task)
 
 
 def _write_timing(args: argparse.Namespace, record, path: Path | None) -> None:
@@ -177,7 +201,7 @@ def _write_timing(args: argparse.Namespace, record, path: Path | None) -> None:
 
     if path is not None:
         record.command = list(getattr(args, "argv", []))
-        record.key = task_key()
+        record.key = getattr(args, "key", "")
         write_timing(record, path)
 
 
@@ -257,7 +281,7 @@ def run_frame_stage(args: argparse.Namespace, d: StageDescriptor) -> int:
     tid, timing = _task_names(args, frames, Path(args.output).parent)
     jobs = frame_jobs(args.input, args.output, frames)
     with progress_bar(len(jobs), f"{d.kind} {tid}") as bar:
-        record = run_stage(config, jobs, task=tid, role=args.role, plan=str(args.plan or ""), key=task_key(),
+        record = run_stage(config, jobs, task=tid, role=args.role, plan=str(args.plan or ""), key=args.key,
                            progress=lambda _f: bar.update(1))
     _write_timing(args, record, timing)
     return 0
@@ -291,7 +315,7 @@ def run_keyframe_stage(args: argparse.Namespace, d: StageDescriptor) -> int:
         record_file = args.confidence or (Path(confidence_path(args.confidence_dir, targets)) if args.confidence_dir else None)
     job = KeyframeJob(input_pattern=args.input, output_pattern=args.output, keys=keys, targets=targets,
                       aux_pattern=getattr(args, "aux", None), rejected_pattern=getattr(args, "rejected", None),
-                      task=tid, plan=str(args.plan or ""), key=task_key())
+                      task=tid, plan=str(args.plan or ""), key=args.key)
     stage = create_stage(config)
     stage.open()
     try:
@@ -313,16 +337,18 @@ def run_fallback(args: argparse.Namespace) -> int:
 
     frames = parse_frames(args.frames)
     tid, timing = _task_names(args, frames, fallback_timing_folder(args.plan, args.run_dir))
-    record = render_fallback_frames(args.plan, args.confidence_dir, args.run_dir, frames=frames, task=tid, key=task_key())
+    record = render_fallback_frames(args.plan, args.confidence_dir, args.run_dir, frames=frames, task=tid, key=args.key)
     _write_timing(args, record, timing)
     return 0
 
 
 def run_calibration(args: argparse.Namespace) -> int:
-    from farmplug.calibrate import measure_calibration, measure_timing_path, summary_table
+    from farmplug.calibrate import MEASURE_TASK, measure_calibration, measure_timing_path, summary_table
 
+    timing = None if args.no_timing else Path(args.timing or measure_timing_path(args.setup))
+    args.key = task_key(args.task or MEASURE_TASK, timing or Path(args.setup), _task_argv(args))
     result, record = measure_calibration(args.setup)
-    _write_timing(args, record, None if args.no_timing else Path(args.timing or measure_timing_path(args.setup)))
+    _write_timing(args, record, timing)
     log.info("%s", summary_table(result))
     return 0
 

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from farmplug.cli import main
+from farmplug.execute import run_graph, task_is_done
 from farmplug.graph import load_graph
 from farmplug.imageio import read_frame
 from farmplug.timing import read_timing
@@ -78,6 +79,10 @@ def check_run(run_dir: Path, frames: int, tmp_path: Path) -> dict:
     for task in graph.tasks:  # every task of the graph ran as exactly that task: its timing record is there
         record = read_timing(task.timing)
         assert record.task == task.id and record.command[:2] == task.argv[:2]
+    # The farm's workers keyed their records from graph.json as the local engine would: a local
+    # run over the same folder trusts every task and runs none again.
+    assert all(task_is_done(task) for task in graph.tasks)
+    assert run_graph(graph, runner=lambda task: pytest.fail(f"{task.id} ran again")).ran == []
     for f in range(1, frames + 1):
         frame = read_frame(run_dir / "frames" / f"small.{f:04d}.exr")
         assert frame.feature("color").shape[:2] == (27, 48)
@@ -136,3 +141,7 @@ def test_calibration_is_a_job_bundle_that_openjd_runs(small_scene, tmp_path, cap
     for task in graph.tasks:  # every task ran as that task (the farm writes its own frame range spelling)
         record = read_timing(task.timing)
         assert record.task == task.id and record.command[:2] == task.argv[:2]
+    # The farm's workers keyed their records from graph.json as the local engine would: a local
+    # run over the same folder trusts every task and runs none again.
+    assert all(task_is_done(task) for task in graph.tasks)
+    assert run_graph(graph, runner=lambda task: pytest.fail(f"{task.id} ran again")).ran == []

@@ -193,3 +193,40 @@ def test_another_renderer_re_runs_everything(tmp_path, monkeypatch):
     assert run(graph) == []
     monkeypatch.setenv("FARMPLUG_BLENDER", "/opt/blender-4.5/blender")
     assert run(graph) == [t.id for t in graph.topological()]
+
+
+def test_a_task_a_farm_runs_alone_computes_the_key_the_engine_would_give_it(tmp_path, monkeypatch):
+    """On a farm no engine hands the key over: the worker finds the run's graph.json and computes it."""
+    from farmplug import worker
+    from farmplug.graph import save_graph
+
+    graph = graph_of(tmp_path, *shot_and_plan(tmp_path))
+    save_graph(graph, Path(graph.run_dir))
+    monkeypatch.delenv(TASK_KEY_ENV, raising=False)
+    for task in graph.tasks:
+        assert worker.task_key(task.id, Path(task.timing), task.argv) == task_key(task) != ""
+    task = graph.tasks[-1]
+    assert worker.task_key(task.id, Path(task.timing), [*task.argv, "--samples", "1"]) == ""  # not the graph's command
+    assert worker.task_key("render-9999-9999", Path(task.timing), task.argv) == ""  # not a task of this graph
+    assert worker.task_key(task.id, tmp_path / "by-hand" / "x.timing.json", task.argv) == ""  # outside any run folder
+    (Path(graph.run_dir) / "graph.json").write_text("{ not json")
+    assert worker.task_key(task.id, Path(task.timing), task.argv) == ""  # a graph that does not read back
+
+
+def test_a_stage_task_run_by_a_farm_worker_is_trusted_by_the_next_run(tmp_path, monkeypatch):
+    """The real denoise task, run as a farm runs it (the command alone, no key handed over): its
+    record and frames carry the key, so the local engine skips it; a changed input re-runs it."""
+    from farmplug.graph import save_graph
+    from farmplug.worker import run_task
+
+    graph = graph_of(tmp_path, *shot_and_plan(tmp_path))
+    save_graph(graph, Path(graph.run_dir))
+    renders = [t for t in graph.tasks if t.kind == "render" and t.role == "plan"]
+    for t in renders:
+        KeyframeAwareRunner()(t)
+    denoise = next(t for t in graph.tasks if t.stage == "denoise")
+    monkeypatch.delenv(TASK_KEY_ENV, raising=False)
+    assert run_task(denoise.argv) == 0
+    assert task_is_done(denoise)
+    write_frame(denoise.inputs[1], tiny_frame(9.0))  # the render it read was made again: new inputs, new key
+    assert not task_is_done(denoise)
