@@ -11,7 +11,6 @@ same frames, and a changed plan, scene or upstream output re-runs exactly what d
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -25,6 +24,7 @@ from farmplug.errors import ConfigError, FarmplugError
 from farmplug.frames import format_frame_set
 from farmplug.graph import JobGraph, Task
 from farmplug.imageio import image_is_valid
+from farmplug.keys import task_key
 from farmplug.timing import TASK_KEY_ENV, read_timing
 
 if TYPE_CHECKING:
@@ -34,54 +34,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TaskRunner = Callable[[Task], None]
-
-
-#: Inputs up to this size are fingerprinted by their content; larger ones (frames, scenes) by
-#: size and modification time, which any rewrite (atomic rename included) changes.
-HASH_LIMIT = 1 << 20
-
-
-def _fingerprint(path: Path) -> str:
-    try:
-        info = path.stat()
-    except OSError:
-        return "missing"
-    if info.st_size <= HASH_LIMIT:
-        try:
-            return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
-        except OSError:
-            return "unreadable"
-    return f"size:{info.st_size}:mtime:{info.st_mtime_ns}"
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    from farmplug import __version__
-
-    found = {"farmplug": __version__}
-    # The renderer that will run: a Blender executable when FARMPLUG_BLENDER names one, else bpy.
-    blender = os.environ.get("FARMPLUG_BLENDER")
-    if blender:
-        found["renderer"] = f"blender {blender}"
-    else:
-        try:
-            found["renderer"] = f"bpy {version('bpy')}"
-        except PackageNotFoundError:
-            found["renderer"] = "none"
-    return found
-
-
-def task_key(task: Task) -> str:
-    """What makes a task's outputs what they are: its command, the versions of farmplug and the
-    renderer, and a fingerprint of every input (content for small files, size and mtime for frames).
-
-    A task whose upstream re-ran, whose plan changed, or whose inputs were rewritten since gets a
-    new key, so it runs again; the same inputs give the same key on any rerun.
-    """
-    data = {"argv": task.argv, "versions": _versions(),
-            "inputs": {p: _fingerprint(Path(p)) for p in sorted(set(task.inputs))}}
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode("utf-8")).hexdigest()
 
 
 def _provenance(path: Path, *, header_only: bool = False) -> dict[str, str] | None:

@@ -191,7 +191,7 @@ def task_key(tid: str, near: Path, argv: list[str]) -> str:
     task = find_task(near, tid, argv)
     if task is None:
         return ""
-    from farmplug.execute import task_key as key_of
+    from farmplug.keys import task_key as key_of
 
     return key_of(task)
 
