@@ -466,9 +466,16 @@ def farm_layers(graph: JobGraph) -> list[FarmLayer]:
     return layers
 
 
+#: How ``graph.json`` spells the run folder: every path inside it is written relative to this
+#: token, so the file names no absolute path of the machine that made it.
+RUN_DIR_TOKEN = "{run_dir}"
+
+
 def save_graph(graph: JobGraph, run_dir: Path) -> Path:
+    """Write ``graph`` as ``RUN_DIR/graph.json``, every path inside its run folder relative to it
+    (``{run_dir}/work/render/...``); :func:`load_graph` resolves them where the folder lies."""
     path = Path(run_dir) / GRAPH_FILE
-    save_model(graph, path)
+    save_model(rebase_graph(graph, Path(RUN_DIR_TOKEN)), path)
     return path
 
 
@@ -476,8 +483,9 @@ def load_graph(run_dir: Path) -> JobGraph:
     """Read a run folder's job graph, its paths inside the run folder rebased onto where it is now.
 
     A run folder moved, copied or synced from a farm is read where it lies: every path of the
-    graph under the folder it was made in points into this folder instead, so ``farmplug report``
-    reports this folder's records and frames, never the original's.
+    graph inside the run folder (written relative to it; absolute in files older versions wrote)
+    points into this folder, so ``farmplug report`` reports this folder's records and frames,
+    never the original's.
 
     Raises:
         ConfigError: no graph.json there, or it is corrupt.

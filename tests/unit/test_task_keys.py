@@ -172,6 +172,9 @@ def test_a_moved_or_copied_run_folder_is_read_where_it_lies(tmp_path):
     graph = graph_of(tmp_path, *shot_and_plan(tmp_path))
     run(graph)
     save_graph(graph, Path(graph.run_dir))
+    # graph.json names no absolute path inside the run folder: every one is relative to it.
+    written = (Path(graph.run_dir) / "graph.json").read_text()
+    assert graph.run_dir not in written and "{run_dir}/work/" in written
     moved = tmp_path / "elsewhere" / "run"
     moved.parent.mkdir()
     shutil.move(graph.run_dir, moved)
