@@ -64,9 +64,10 @@ def _trusted(path: Path, task: Task, key: str) -> bool:
     return made["task"] in task.depends_on
 
 
-def task_is_done(task: Task, key: str | None = None) -> bool:
-    """True when the task's record says this very command finished with the same key (the same
-    inputs and versions), and every output it lists reads back and carries its provenance."""
+def task_is_done(task: Task, run_dir: str | Path, key: str | None = None) -> bool:
+    """True when the task (of the run in ``run_dir``) has a record saying this very command
+    finished with the same key (the same inputs and versions; ``key`` when already computed), and
+    every output it lists reads back and carries its provenance."""
     if not Path(task.timing).is_file():
         return False
     try:
@@ -74,7 +75,7 @@ def task_is_done(task: Task, key: str | None = None) -> bool:
     except ConfigError:
         return False
     # The key covers the command too: a changed command is a changed key.
-    key = task_key(task) if key is None else key
+    key = task_key(task, run_dir) if key is None else key
     if record.key != key:
         return False
     for out in map(Path, task.outputs):
@@ -221,8 +222,8 @@ def _run_tasks(graph: JobGraph, *, force: bool, runner: TaskRunner,
     for number, task in enumerate(order, 1):
         if progress:
             progress(number - 1, len(order), task)
-        key = task_key(task)
-        if not force and task_is_done(task, key):
+        key = task_key(task, graph.run_dir)
+        if not force and task_is_done(task, graph.run_dir, key):
             log.info("[%d/%d] %s: already done, skipped", number, len(order), task.id)
             summary.skipped.append(task.id)
             continue

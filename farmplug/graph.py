@@ -494,10 +494,10 @@ def load_graph(run_dir: Path) -> JobGraph:
     return rebase_graph(graph, Path(run_dir).absolute())
 
 
-def find_task(near: Path, tid: str, argv: Sequence[str]) -> Task | None:
-    """The task ``tid`` of the run folder above ``near`` (the nearest ``graph.json`` among its
-    parents), when its command is ``argv``; else None (a command run by hand, a graph it is not
-    in, or one that does not read back)."""
+def find_task(near: Path, tid: str, argv: Sequence[str]) -> tuple[JobGraph, Task] | None:
+    """The run graph above ``near`` (the nearest ``graph.json`` among its parents) and its task
+    ``tid``, when that task's command is ``argv``; else None (a command run by hand, a graph it is
+    not in, or one that does not read back)."""
     import logging
 
     here = Path(near).absolute()
@@ -511,7 +511,7 @@ def find_task(near: Path, tid: str, argv: Sequence[str]) -> Task | None:
             return None
         for task in graph.tasks:
             if task.id == tid and _same_command(task.argv, argv):
-                return task
+                return graph, task
         return None
     return None
 

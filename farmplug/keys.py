@@ -13,7 +13,7 @@ import json
 import os
 from pathlib import Path
 
-from farmplug.graph import Task
+from farmplug.graph import RUN_DIR_TOKEN, Task
 
 #: Inputs up to this size are fingerprinted by their content; larger ones (frames, scenes) by
 #: size and modification time, which any rewrite (atomic rename included) changes.
@@ -51,13 +51,22 @@ def _versions() -> dict[str, str]:
     return found
 
 
-def task_key(task: Task) -> str:
+def task_key(task: Task, run_dir: str | Path) -> str:
     """What makes a task's outputs what they are: its command, the versions of farmplug and the
     renderer, and a fingerprint of every input (content for small files, size and mtime for frames).
 
     A task whose upstream re-ran, whose plan changed, or whose inputs were rewritten since gets a
-    new key, so it runs again; the same inputs give the same key on any rerun.
+    new key, so it runs again; the same inputs give the same key on any rerun. Paths inside the
+    run folder ``run_dir`` count relative to it, so a run folder moved, copied, or seen by a farm
+    worker under another mount point (path mapping) keeps its keys.
     """
-    data = {"argv": task.argv, "versions": _versions(),
-            "inputs": {p: _fingerprint(Path(p)) for p in sorted(set(task.inputs))}}
+    root = str(Path(run_dir))
+
+    def inside(value: str) -> str:
+        if value == root or value.startswith(root + os.sep):
+            return RUN_DIR_TOKEN + value[len(root):]
+        return value
+
+    data = {"argv": [inside(a) for a in task.argv], "versions": _versions(),
+            "inputs": {inside(p): _fingerprint(Path(p)) for p in sorted(set(task.inputs))}}
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode("utf-8")).hexdigest()

@@ -188,12 +188,13 @@ def task_key(tid: str, near: Path, argv: list[str]) -> str:
         return given
     from farmplug.graph import find_task
 
-    task = find_task(near, tid, argv)
-    if task is None:
+    found = find_task(near, tid, argv)
+    if found is None:
         return ""
     from farmplug.keys import task_key as key_of
 
-    return key_of(task)
+    graph, task = found
+    return key_of(task, graph.run_dir)
 
 
 def _write_timing(args: argparse.Namespace, record, path: Path | None) -> None:

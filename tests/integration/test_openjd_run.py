@@ -81,7 +81,7 @@ def check_run(run_dir: Path, frames: int, tmp_path: Path) -> dict:
         assert record.task == task.id and record.command[:2] == task.argv[:2]
     # The farm's workers keyed their records from graph.json as the local engine would: a local
     # run over the same folder trusts every task and runs none again.
-    assert all(task_is_done(task) for task in graph.tasks)
+    assert all(task_is_done(task, graph.run_dir) for task in graph.tasks)
     assert run_graph(graph, runner=lambda task: pytest.fail(f"{task.id} ran again")).ran == []
     for f in range(1, frames + 1):
         frame = read_frame(run_dir / "frames" / f"small.{f:04d}.exr")
@@ -143,5 +143,5 @@ def test_calibration_is_a_job_bundle_that_openjd_runs(small_scene, tmp_path, cap
         assert record.task == task.id and record.command[:2] == task.argv[:2]
     # The farm's workers keyed their records from graph.json as the local engine would: a local
     # run over the same folder trusts every task and runs none again.
-    assert all(task_is_done(task) for task in graph.tasks)
+    assert all(task_is_done(task, graph.run_dir) for task in graph.tasks)
     assert run_graph(graph, runner=lambda task: pytest.fail(f"{task.id} ran again")).ran == []

@@ -102,7 +102,7 @@ def test_first_run_runs_every_task_dependencies_first(tmp_path):
     assert ran == ["render-0001-0002", "denoise-0001-0002", "render-0003-0004"]
     assert skipped == []
     for task in graph.tasks:
-        assert task_is_done(task)
+        assert task_is_done(task, graph.run_dir)
         assert_outputs_read_back(task)
         assert read_timing(task.timing).command == task.argv
 
@@ -117,7 +117,7 @@ def test_finished_tasks_are_skipped_and_a_changed_command_runs_again(tmp_path):
     changed = make_graph(tmp_path)
     second = changed.task("render-0003-0004")
     second.argv = render_task(tmp_path, [3, 4], samples=64).argv
-    assert not task_is_done(second)
+    assert not task_is_done(second, changed.run_dir)
     ran, skipped = run(changed)
     assert ran == ["render-0003-0004"]
     assert skipped == ["render-0001-0002", "denoise-0001-0002"]
@@ -144,12 +144,12 @@ def test_an_invalid_output_makes_its_task_run_again(tmp_path, damage):
     run(graph)
     task = graph.task("render-0003-0004")
     damage(Path(task.outputs[1]))
-    assert not task_is_done(task)
+    assert not task_is_done(task, graph.run_dir)
     ran, skipped = run(graph)
     assert ran == ["render-0003-0004"]
     assert sorted(skipped) == ["denoise-0001-0002", "render-0001-0002"]
     assert_outputs_read_back(task)
-    assert task_is_done(task)
+    assert task_is_done(task, graph.run_dir)
 
 
 @pytest.mark.parametrize(

@@ -73,10 +73,10 @@ def run(graph, runner=None, **kwargs) -> list[str]:
 
 def test_the_same_inputs_give_the_same_key_and_a_rerun_does_nothing(tmp_path):
     graph = graph_of(tmp_path, *shot_and_plan(tmp_path))
-    keys = [task_key(t) for t in graph.tasks]
-    assert len(set(keys)) == len(keys) and keys == [task_key(t) for t in graph.tasks]
+    keys = [task_key(t, graph.run_dir) for t in graph.tasks]
+    assert len(set(keys)) == len(keys) and keys == [task_key(t, graph.run_dir) for t in graph.tasks]
     assert run(graph) == [t.id for t in graph.topological()]
-    assert all(task_is_done(t) for t in graph.tasks)
+    assert all(task_is_done(t, graph.run_dir) for t in graph.tasks)
     assert run(graph) == []
 
 
@@ -97,7 +97,7 @@ def test_an_input_rewritten_after_its_reader_ran_re_runs_the_reader(tmp_path):
     run(graph)
     render = graph.task("render-0003-0004")
     write_frame(render.outputs[0], tiny_frame(3.0), provenance={"stage": "render"})  # rewritten, as by a --force run
-    assert not task_is_done(graph.task("denoise-0003-0004"))
+    assert not task_is_done(graph.task("denoise-0003-0004"), graph.run_dir)
     assert run(graph) == ["denoise-0003-0004"]
     assert run(graph) == []
 
@@ -127,7 +127,7 @@ def test_a_frame_with_this_tasks_name_but_another_key_is_not_trusted(tmp_path):
     run(graph)
     denoise = graph.task("denoise-0001-0002")
     write_frame(denoise.outputs[1], tiny_frame(2.0), provenance={"stage": "denoise", "task": denoise.id, "key": "stale"})
-    assert not task_is_done(denoise)
+    assert not task_is_done(denoise, graph.run_dir)
     assert run(graph) == [denoise.id]
 
 
@@ -141,11 +141,11 @@ def test_a_deleted_interpolated_frame_is_made_again(tmp_path):
     assert inbetween.frames == [2, 4] and len(inbetween.delivers) == 2
     assert run(graph, KeyframeAwareRunner(failing=frozenset({4}))) == []
     Path(inbetween.delivers[0]).unlink()  # frame 2, which passed
-    assert not task_is_done(inbetween)
+    assert not task_is_done(inbetween, graph.run_dir)
     # The inbetween task makes it again; its verdicts are the same, so the fallback (whose rendered
     # frame 4 is still there) stays done.
     assert run(graph, KeyframeAwareRunner(failing=frozenset({4}))) == [inbetween.id]
-    assert Path(inbetween.delivers[0]).is_file() and all(task_is_done(t) for t in graph.tasks)
+    assert Path(inbetween.delivers[0]).is_file() and all(task_is_done(t, graph.run_dir) for t in graph.tasks)
 
 
 def test_frames_another_run_made_at_the_delivery_pattern_are_refused_unless_forced(tmp_path):
@@ -186,6 +186,9 @@ def test_a_moved_or_copied_run_folder_is_read_where_it_lies(tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(moved, copy)
     assert all(str(copy) in t.timing for t in load_graph(copy).tasks)
+    # Keys count paths inside the run folder relative to it: the moved and the copied folder
+    # (or a farm worker's view of it under another mount) keep every task done.
+    assert run(again) == [] and run(load_graph(copy)) == []
 
 
 def test_another_renderer_re_runs_everything(tmp_path, monkeypatch):
@@ -207,7 +210,7 @@ def test_a_task_a_farm_runs_alone_computes_the_key_the_engine_would_give_it(tmp_
     save_graph(graph, Path(graph.run_dir))
     monkeypatch.delenv(TASK_KEY_ENV, raising=False)
     for task in graph.tasks:
-        assert worker.task_key(task.id, Path(task.timing), task.argv) == task_key(task) != ""
+        assert worker.task_key(task.id, Path(task.timing), task.argv) == task_key(task, graph.run_dir) != ""
     task = graph.tasks[-1]
     assert worker.task_key(task.id, Path(task.timing), [*task.argv, "--samples", "1"]) == ""  # not the graph's command
     assert worker.task_key("render-9999-9999", Path(task.timing), task.argv) == ""  # not a task of this graph
@@ -230,6 +233,6 @@ def test_a_stage_task_run_by_a_farm_worker_is_trusted_by_the_next_run(tmp_path, 
     denoise = next(t for t in graph.tasks if t.stage == "denoise")
     monkeypatch.delenv(TASK_KEY_ENV, raising=False)
     assert run_task(denoise.argv) == 0
-    assert task_is_done(denoise)
+    assert task_is_done(denoise, graph.run_dir)
     write_frame(denoise.inputs[1], tiny_frame(9.0))  # the render it read was made again: new inputs, new key
-    assert not task_is_done(denoise)
+    assert not task_is_done(denoise, graph.run_dir)
