@@ -20,9 +20,10 @@ log = logging.getLogger("farmplug")
 
 
 def _verbs():
-    from farmplug.cli import calibrate, demo, plan, report, run, submit
+    from farmplug.cli import blender, calibrate, demo, nuke, plan, report, run, submit
 
-    return {"demo": demo, "plan": plan, "calibrate": calibrate, "submit": submit, "run": run, "report": report}
+    return {"demo": demo, "plan": plan, "calibrate": calibrate, "submit": submit, "run": run, "report": report,
+            "blender": blender, "nuke": nuke}
 
 
 def build_parser() -> argparse.ArgumentParser:
