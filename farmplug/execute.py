@@ -124,10 +124,24 @@ def foreign_outputs(task: Task, graph: JobGraph) -> list[Path]:
     for out in map(Path, [*task.outputs, *task.delivers]):
         if out.suffix != ".exr" or not out.is_file() or work in out.parents:
             continue
-        made = _provenance(out, header_only=True) or {}
-        if made.get("task") not in ours or made.get("plan", graph.plan_file) != graph.plan_file:
+        made = _provenance(out, header_only=True)
+        if made is None:
+            # A frame that does not read back: this task's own, damaged since (a sync cut short),
+            # when the task's record says it wrote it; else someone else's file, left alone.
+            if not _recorded_output(task, out):
+                found.append(out)
+        elif made.get("task") not in ours or made.get("plan", graph.plan_file) != graph.plan_file:
             found.append(out)
     return found
+
+
+def _recorded_output(task: Task, out: Path) -> bool:
+    try:
+        record = read_timing(task.timing)
+    except ConfigError:
+        return False
+    # By name: the record was written where the run folder was then (it may have moved since).
+    return record.task == task.id and any(f.output and Path(f.output).name == out.name for f in record.frames)
 
 
 def remove_stale_temp_files(task: Task) -> list[Path]:

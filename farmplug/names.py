@@ -26,8 +26,10 @@ MAX_STEM_BYTES = 200
 REDACTED = "***"
 
 # Path separators, control characters (C0, DEL, C1, line/paragraph separators) and what Windows
-# forbids in a file name: farm workers and file servers can be Windows machines.
-_NOT_IN_FILE_NAMES = re.compile(r'[/\\\x00-\x1f\x7f-\x9f\u2028\u2029:*?"<>|]')
+# forbids in a file name: farm workers and file servers can be Windows machines. Also what path
+# consumers expand: frame tokens (``#``, ``%04d``), Blender's path templates and OpenJD's format
+# strings (``{...}``), and environment variables in farm path mapping (``$``, backticks).
+_NOT_IN_FILE_NAMES = re.compile(r'[/\\\x00-\x1f\x7f-\x9f\u2028\u2029:*?"<>|{}#%$`]')
 _WINDOWS_DEVICES = frozenset({"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)),
                               *(f"LPT{i}" for i in range(1, 10))})
 

@@ -271,9 +271,16 @@ class OpenJDFarm:
         inputs = sorted({graph.plan_file, graph.shot_file} | {
             value for value, use in params.uses.items() if use.kind == "PATH" and not use.written
         })
+        # Outputs: the run folder, and the folders of absolute delivery paths outside it (a show's
+        # own folders), so job attachments bring every delivered frame back.
+        run_dir = Path(graph.run_dir)
+        delivery = {
+            str(Path(value).parent) for value, use in params.uses.items()
+            if use.kind == "PATH" and use.written and run_dir not in Path(value).parents and Path(value) != run_dir
+        }
         assets = {"assetReferences": {
             "inputs": {"filenames": inputs, "directories": []},
-            "outputs": {"directories": [graph.run_dir]},
+            "outputs": {"directories": [graph.run_dir, *sorted(delivery)]},
             "referencedPaths": [],
         }}
         files = {

@@ -448,7 +448,8 @@ def write_frame(
                     break
             ok = out.close() and ok
             if not ok:
-                raise ImageError(f"write failed: {out.geterror() or _clear_oiio_errors()}", path=path)
+                raise ImageError(f"write failed: {out.geterror() or _clear_oiio_errors()}{disk_full_hint(tmp)}",
+                                 path=path)
         finally:
             _clear_oiio_errors()
         os.chmod(tmp, default_file_mode())
@@ -467,3 +468,17 @@ def image_is_valid(path: str | Path) -> bool:
     except ImageError:
         return False
     return True
+
+
+def disk_full_hint(tmp: Path) -> str:
+    """`` (the disk is full: ...)`` when the folder's file system has no room left, which OpenEXR's
+    own message ("Failed to write pixel data") does not say."""
+    try:
+        written = tmp.stat().st_size if tmp.exists() else 0
+        room = os.statvfs(tmp.parent)
+    except OSError:
+        return ""
+    free = room.f_bavail * room.f_frsize
+    if free > max(written, 1 << 16):
+        return ""
+    return f" (no space left on the device: {free // 1024} KB free in {tmp.parent})"

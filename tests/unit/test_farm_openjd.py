@@ -416,3 +416,19 @@ def test_submit_failure_never_shows_a_presigned_url_s_secrets(tmp_path):
     message = str(err.value)
     assert "403 Forbidden" in message and "X-Amz-Credential=***" in message and "X-Amz-Expires=900" in message
     assert "AKIAEXAMPLE" not in message and "IQoJb3JpZ2lu" not in message and "5d672d79" not in message
+
+
+def test_an_absolute_delivery_path_is_declared_as_an_output_folder():
+    """A shot delivering into a show's own folder (outside the run folder): job attachments must
+    bring those frames back too, so their folder is an output beside the run folder."""
+    from farmplug.graph import compile_plan
+    from farmplug.models import Plan
+
+    graph = CASES["denoise"]
+    shot = graph.shot.model_copy(update={"output": "/shows/demo/deliver/sh010/sh010.####.exr"})
+    plan = Plan.model_validate(graph.plan.model_dump())
+    moved = compile_plan(plan, shot, plan_file=Path(graph.plan_file), shot_file=Path(graph.shot_file),
+                         run_dir=Path(graph.run_dir))
+    files = OpenJDFarm().compile(moved, CompileOptions()).files
+    refs = yaml.safe_load(files["asset_references.yaml"])["assetReferences"]
+    assert refs["outputs"]["directories"] == [graph.run_dir, "/shows/demo/deliver/sh010"]

@@ -234,7 +234,7 @@ def test_shot_bound_errors_are_one_line_naming_the_field(tmp_path, change, messa
     [
         pytest.param("sh010", "sh010", id="plain"),
         pytest.param("sq01/sh010:v2", "sq01_sh010_v2", id="separator-and-colon"),
-        pytest.param("sh 010 \"q\" 'x' $HOME `id`; rm -rf /\nnext", "sh 010 _q_ 'x' $HOME `id`; rm -rf __next",
+        pytest.param("sh 010 \"q\" 'x' $HOME `id`; rm -rf /\nnext", "sh 010 _q_ 'x' _HOME _id_; rm -rf __next",
                      id="hostile"),
     ],
 )
