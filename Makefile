@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch==2.13.0 is pinned so pip takes the local CPU wheel instead of GBs of CUDA packages.
-	$(PY) -m pip install --quiet -e ".[blender,torch,dev,bench,opencue,openjd]"
+	$(PY) -m pip install --quiet -e ".[blender,torch,models,dev,bench,opencue,openjd]"
 	@touch $(STAMP)
 
 venv: $(STAMP)

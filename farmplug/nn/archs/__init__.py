@@ -1,0 +1,1 @@
+"""Torch modules of the registered architectures (importing any of them imports torch)."""
