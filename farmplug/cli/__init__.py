@@ -20,10 +20,11 @@ log = logging.getLogger("farmplug")
 
 
 def _verbs():
-    from farmplug.cli import blender, calibrate, demo, nuke, plan, report, run, submit
+    from farmplug.cli import blender, build_engine, calibrate, dataset, demo, nuke, plan, report, run, submit, train
 
     return {"demo": demo, "plan": plan, "calibrate": calibrate, "submit": submit, "run": run, "report": report,
-            "blender": blender, "nuke": nuke}
+            "blender": blender, "nuke": nuke,
+            "dataset": dataset, "train": train, "build-engine": build_engine}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -59,7 +59,7 @@ def test_without_the_plugin_a_plan_naming_it_is_one_line_listing_the_stages(tiny
     assert main(["submit", str(plan), "--dry-run", "--farm", "openjd", "--out", str(tmp_path / "x")]) == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0
-    assert "stages.1.kind" in err and "'grade' is not a known stage; allowed: denoise, inbetween" in err
+    assert "stages.1.kind" in err and "'grade' is not a known stage; allowed: denoise, upscale, inbetween" in err
 
 
 def test_the_plugin_is_listed_and_its_config_validated(grade_plugin, tiny_scene, tmp_path, capsys):

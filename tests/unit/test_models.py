@@ -97,7 +97,7 @@ def test_bad_yaml_and_missing_file(tmp_path):
     "change, message",
     [
         pytest.param({"stages": [{"kind": "denoise", "backend": "optix"}]}, r"stages\.0\.backend: Value error, 'optix' is not a backend of denoise; allowed: oidn", id="backend"),
-        pytest.param({"stages": [{"kind": "sharpen"}]}, r"stages\.0\.kind: Value error, 'sharpen' is not a known stage; allowed: denoise, inbetween", id="stage-kind"),
+        pytest.param({"stages": [{"kind": "sharpen"}]}, r"stages\.0\.kind: Value error, 'sharpen' is not a known stage; allowed: denoise, upscale, inbetween", id="stage-kind"),
         pytest.param({"stages": [{"kind": "denoise", "quality": "ultra"}]}, r"'default', 'fast', 'balanced' or 'high'", id="quality"),
         pytest.param({"samples_factor": 0}, r"samples_factor: Input should be greater than 0", id="factor"),
         pytest.param({"frame_step": 2}, r"frame_step above 1 needs a stage that makes the frames between keyframes \(kind: inbetween\)", id="frame-step-needs-inbetween"),
@@ -172,7 +172,7 @@ def test_plan_schema_lists_every_stage_config():
     from farmplug.models import plan_json_schema
 
     items = plan_json_schema()["properties"]["stages"]["items"]
-    assert set(items["discriminator"]["mapping"]) == {"denoise", "inbetween"}
+    assert set(items["discriminator"]["mapping"]) == {"denoise", "upscale", "inbetween"}
     defs = plan_json_schema()["$defs"]
     assert defs["DenoiseConfig"]["properties"]["quality"]["enum"] == ["default", "fast", "balanced", "high"]
 

@@ -1,0 +1,64 @@
+"""The upscale stage's config and descriptor (light: pydantic only; the model runtime is imported when a task runs)."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from farmplug.stages.base import AuxRender, StageConfig, StageDescriptor
+
+#: What the full-resolution guide render must hold (cheap: they converge in 1-2 samples).
+GUIDE_PASSES = frozenset({"albedo", "normal", "depth"})
+#: The aux render's layer (its tasks are ``fullres-FIRST-LAST``).
+GUIDE_LAYER = "fullres"
+
+
+class UpscaleConfig(StageConfig):
+    """Upscale stage settings: 2x from the (denoised) half-resolution colour to full resolution.
+
+    Backend ``guided``: farmplug's own network, guided by a full-resolution render of albedo,
+    normal and depth at a few samples (the aux render ``fullres``).
+    """
+
+    kind: Literal["upscale"] = "upscale"
+    backend: Literal["guided"] = "guided"
+    scale: Literal[2] = Field(default=2, description="output resolution over input resolution")
+    model: str | None = Field(default=None, description="weights file (.safetensors); default: the shipped weights")
+    aux: str | None = Field(
+        default=None, description="pattern of the full-resolution guide frames (albedo, normal, depth passes)"
+    )
+    runtime: Literal["auto", "onnxruntime", "torch"] = Field(
+        default="auto", description="inference runtime (auto: the best available, TensorRT first)"
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto", description="where the network runs (cuda: fail rather than fall back to the CPU)"
+    )
+    memory_mb: int = Field(default=2048, ge=64, le=262144, description="device memory budget that sets the tile size")
+    tile: int | None = Field(default=None, ge=64, le=16384, description="tile side in pixels (default: from memory_mb)")
+    threads: int | None = Field(default=None, ge=1, le=1024, description="CPU threads (default: all cores)")
+    guide_samples: int = Field(default=2, ge=1, le=16, description="samples per pixel of the full-resolution guide render")
+
+    gpu_capable: ClassVar[bool] = True
+
+    def aux_render(self) -> AuxRender | None:
+        return AuxRender(layer=GUIDE_LAYER, samples=self.guide_samples, passes=GUIDE_PASSES)
+
+
+DESCRIPTOR = StageDescriptor(
+    kind="upscale",
+    backend="guided",
+    config=UpscaleConfig,
+    summary="upscale frames 2x with farmplug's guided network (full-resolution albedo/normal/depth guide)",
+    task_factory="farmplug.upscale.stage:GuidedUpscaleStage",
+    mode="frame",
+    scale=2,
+    order=20,
+    required_features=frozenset({"color"}),
+    optional_features=frozenset({"alpha"}),
+    size_multiple=1,
+    tiling=True,
+    half_precision=True,
+    devices=("cpu", "cuda"),
+    aux_flag="--aux",
+)
