@@ -56,7 +56,7 @@ class FarmplugSettings(bpy.types.PropertyGroup):
                          description="Frame step: render cheap aux passes of the frames between to guide them")
     flip_target: FloatProperty(name="Quality target (mean FLIP)", default=0.1, min=0.001, max=1.0, precision=3,
                                description="Mean HDR-FLIP allowed on the check frames (lower is stricter)")
-    check_count: IntProperty(name="Check frames", default=3, min=1, max=50,
+    check_count: IntProperty(name="Check frames", default=3, min=2, max=50,
                              description="Frames rendered at full quality as evidence")
     calibrate_factors: StringProperty(name="Factors to try", default="1/64,1/32,1/16",
                                       description="Samples factors calibration measures")
@@ -98,11 +98,8 @@ def register_settings() -> None:
 
 
 def unregister_settings() -> None:
-    """Remove the settings from Scene, and the values they left in each scene, so the scene is as it was."""
+    """Reset the settings each scene stored, then remove them from Scene, so the scene is as it was."""
+    scenes = getattr(bpy.data, "scenes", None)  # None while Blender quits: nothing left to clean
+    for scene in scenes or ():
+        scene.property_unset("farmplug")
     del bpy.types.Scene.farmplug
-    scenes = getattr(bpy.data, "scenes", None)
-    if scenes is None:  # Blender is quitting: its data is no longer there to clean
-        return
-    for scene in scenes:
-        if "farmplug" in scene.keys():
-            del scene["farmplug"]

@@ -101,8 +101,13 @@ def output_pattern(pattern: str, kind: str) -> str:
     separator = head[-1] if head and head[-1] in "._-" else ""
     stem = head[:-1] if separator else head
     new_head = f"{stem}_{kind}{separator}" if stem else f"{kind}{separator or '.'}"
-    extension = os.path.splitext(tail)[1].lower()
-    new_tail = tail if extension == ".exr" else (tail[: len(tail) - len(extension)] if extension else tail) + ".exr"
+    extension = re.search(r"\.[A-Za-z0-9]+$", tail)
+    if extension is None:
+        new_tail = tail + ".exr"
+    elif extension[0].lower() == ".exr":
+        new_tail = tail
+    else:
+        new_tail = tail[:extension.start()] + ".exr"
     return os.path.join(folder, new_head + token.group(0) + new_tail)
 
 
