@@ -227,7 +227,7 @@ def train(data: Path, out: Path, settings: TrainSettings, *, init: Path | None =
             psnr = evaluate(_torch_predict(net), val_frames)["model"]["psnr"]
             net.train()
             val_curve.append([done, psnr])
-            log.info("iteration %d: loss %.4f, validation PSNR %.2f dB", done, curve[-1][1], psnr)
+            log.info("iteration %d: loss %.4f, validation PSNR %.2f dB", done, value, psnr)
         if done % settings.checkpoint_every == 0 and done < settings.iterations:
             _save_checkpoint(ckpt, arch, net, optimizer, settings, data, hparams,
                              {"iteration": done, "curve": curve, "val": val_curve})
