@@ -402,6 +402,10 @@ def test_background_job_progress_and_cancel_on_a_real_local_run(addon, tmp_path)
             time.sleep(0.2)
         assert job.total >= 3 and job.label.startswith("render-")  # read from the engine's "[n/N] task:" lines
         assert s.job_progress == pytest.approx(job.progress)
+        calls = []
+        bpy.types.FARMPLUG_PT_render.draw(type("P", (), {"layout": _Layout(calls)})(), bpy.context)
+        bar = next(c[1] for c in calls if c[0] == "progress")
+        assert bar.startswith("submit: ") and ("operator", "farmplug.cancel_job") in calls
         with pytest.raises(RuntimeError, match="already running"):
             bpy.ops.farmplug.calibrate()
         assert bpy.ops.farmplug.cancel_job() == {"FINISHED"}
@@ -433,7 +437,8 @@ def test_calibrate_then_submit_locally_and_open_the_report(addon, tmp_path):
     from farmplug.calibrate import CalibrationResult
     from farmplug.schema import load_model
 
-    blend, scene = _tiny_demo_shot(tmp_path, frames=2)
+    # Enough frames for two check frames to be a small share of the full render (calibration's budget).
+    blend, scene = _tiny_demo_shot(tmp_path, frames=40)
     addon.register()
     try:
         s = scene.farmplug
@@ -457,10 +462,11 @@ def test_calibrate_then_submit_locally_and_open_the_report(addon, tmp_path):
         report = Path(s.last_report)
         assert report.name == "report.html" and report.is_file()
         assert Path(s.last_path) == tmp_path / "f" / "calibrated" / "run-tiny-plan"
-        assert "fewer core-seconds over 2 frames, mean FLIP" in s.last_message
+        assert "fewer core-seconds over 40 frames, mean FLIP" in s.last_message
         assert bpy.ops.farmplug.open_report() == {"FINISHED"}
         assert len(list((tmp_path / "f").glob("frames/*.exr"))) == 0  # delivered into the run folder
-        assert sorted(p.name for p in (Path(s.last_path) / "frames").glob("*.exr")) == ["tiny.0001.exr", "tiny.0002.exr"]
+        delivered = sorted(p.name for p in (Path(s.last_path) / "frames").glob("*.exr"))
+        assert delivered == [f"tiny.{f:04d}.exr" for f in range(1, 41)]
     finally:
         addon.unregister()
     assert blend.is_file()
