@@ -60,6 +60,9 @@ DEFAULT_FACTORS: tuple[float, ...] = (1 / 64, 1 / 32, 1 / 16, 1 / 8)
 #: A frame step is only worth trying on shots at least this long (fewer frames leave too few
 #: in-between frames to save anything).
 MIN_FRAMES_FOR_STEP = 5
+#: The share of the full render's predicted cost a calibration may spend by default (reference
+#: renders, candidates and measuring together; see :mod:`farmplug.search` and docs/benchmarks.md).
+DEFAULT_BUDGET_SHARE = 0.10
 
 #: ``progress(done, total, label)``: called before each task and once at the end with ``done == total``.
 ProgressCallback = Callable[[int, int, str], None]
@@ -216,6 +219,29 @@ class ReferenceResult(StrictModel):
     cost: CostEstimate
 
 
+class SkippedCandidate(StrictModel):
+    """A candidate the search did not render, and why."""
+
+    name: str
+    samples_factor: float
+    frame_step: int
+    reason: str
+
+
+class BudgetStatement(StrictModel):
+    """What calibration was allowed to spend and what it spent (written in ``calibration.json``)."""
+
+    share: float | None = Field(description="the share of the full render's predicted cost allowed (None: no budget)")
+    budget_core_s: float | None = None
+    spent_core_s: float = Field(ge=0, description="every calibration task's core-seconds: reference renders, candidates, measuring")
+    full_render_core_s: float = Field(ge=0, description="the full render's predicted cost on the whole shot")
+    rounds: int = Field(default=1, ge=1)
+
+    @property
+    def spent_share(self) -> float:
+        return self.spent_core_s / self.full_render_core_s if self.full_render_core_s else 0.0
+
+
 class CalibrationResult(StrictModel):
     schema_version: Literal[2] = 2
     shot: str = Field(description="the shot file, absolute")
@@ -229,6 +255,8 @@ class CalibrationResult(StrictModel):
     candidates: list[CandidateResult]
     recommendation: str = Field(description=f"the chosen candidate's name, or {FULL_RENDER!r}")
     reason: str
+    skipped: list[SkippedCandidate] = Field(default_factory=list, description="candidates not rendered, and why")
+    budget: BudgetStatement | None = Field(default=None, description="what calibration could spend and spent")
     plan_file: str | None = Field(default=None, description="the chosen plan, relative to the calibration folder")
     wall_s: float = 0.0
     host: str = Field(default_factory=platform.node)
@@ -268,6 +296,10 @@ class CalibrationSetup(StrictModel):
     chosen_plan_shot: str = Field(description="the shot as the chosen plan names it (relative to out_dir)")
     candidates: list[CandidateSetup]
     started_at: float = 0.0
+    skipped: list[SkippedCandidate] = Field(default_factory=list)
+    budget_share: float | None = None
+    rounds: int = Field(default=1, ge=1)
+    measuring_core_s_before: float = Field(default=0.0, ge=0, description="earlier rounds' measuring tasks")
 
 
 # --- pure parts: cost extrapolation and the choice ------------------------------------------------
@@ -449,6 +481,29 @@ def _check_frames(shot: Shot, count: int, avoid: frozenset[int]) -> list[int]:
     return [frames[len(frames) // 2]]
 
 
+def affordable_checks(shot: Shot, wanted: int, share: float, *, shot_file: Path | None = None) -> int:
+    """How many check frames a calibration of ``shot`` can render within ``share`` of the full
+    render: each full-quality reference frame costs ``1 / frames`` of it, and nine tenths of the
+    budget at most go to the reference (the rest is for the candidates).
+
+    Raises:
+        ConfigError: not even one check frame fits; the message gives the choices.
+    """
+    frames = len(shot.frames.frames)
+    fits = math.floor(share * 0.9 * frames + 1e-9)
+    if fits >= 1:
+        if fits < wanted:
+            log.info("the calibration budget (%.0f%% of the full render) affords %d check frame(s) of %d frames, "
+                     "not %d", share * 100, fits, frames, wanted)
+        return min(wanted, fits)
+    needed = 1 / (0.9 * frames)
+    raise ConfigError(
+        f"shot {shot.name} has {frames} frames: too short to calibrate within {share:.0%} of its full render "
+        f"(one full-quality check frame alone is {1 / frames:.0%}); reuse a calibration of a shot like it "
+        f"(farmplug plan SHOT --reuse CALIBRATION.json), allow a larger share (--budget-share {min(1.0, needed):.2f}), "
+        "or plan it uncalibrated with a stated default (farmplug plan SHOT --samples-factor 1/16)", path=shot_file)
+
+
 def delivered_for_checks(plan: Plan, shot: Shot, checks: Sequence[int]) -> list[int]:
     """The frames a candidate delivers to measure ``checks``: the check frames, and for a frame step
     every frame between the keyframes around a check frame (they share the keyframe reads as in a real
@@ -487,15 +542,22 @@ def compile_calibration(
     chunk_size: int = 8,
     threads: int | None = None,
     run_dir: Path | None = None,
+    budget_share: float | None = DEFAULT_BUDGET_SHARE,
+    skipped: Sequence[SkippedCandidate] = (),
+    rounds: int = 1,
+    measuring_core_s_before: float = 0.0,
 ) -> CalibrationJob:
     """Compile the calibration of a shot into one job graph (it reads the shot file, writes nothing).
 
     ``check_frames`` is how many frames to measure, spread over the shot (frames made between
-    keyframes where a candidate has a frame step), or the frames themselves.
+    keyframes where a candidate has a frame step), or the frames themselves. With a
+    ``budget_share``, a count is cut to what the budget affords: the reference renders alone cost
+    ``checks / frames`` of the full render.
 
     Raises:
         ConfigError: the shot file is missing or invalid, the candidate list is empty or repeats a
-            candidate, or an argument is out of range.
+            candidate, an argument is out of range, or the shot is too short to calibrate within
+            the budget (the message gives the choices).
     """
     shot_file, out_dir = Path(shot_file).absolute(), Path(out_dir).absolute()
     shot = load_shot(shot_file)
@@ -517,6 +579,10 @@ def compile_calibration(
     if len(shot.frames.frames) < 2 and any(c.frame_step > 1 for c in candidates):
         raise ConfigError(f"shot {shot.name} has one frame; a frame step needs at least two")
     target = target or QualityTarget()
+    if budget_share is not None and not 0 < budget_share <= 1:
+        raise ConfigError(f"the calibration budget share must be in (0, 1], got {budget_share}")
+    if isinstance(check_frames, int) and budget_share is not None:
+        check_frames = affordable_checks(shot, check_frames, budget_share, shot_file=shot_file)
 
     # Check frames are frames made between keyframes of every frame-step candidate where the shot allows it.
     avoid: set[int] = set()
@@ -556,13 +622,15 @@ def compile_calibration(
         id=MEASURE_TASK, layer=MEASURE_LAYER, kind="stage", stage=MEASURE_LAYER, role="plan", frames=[0],
         depends_on=[t.id for t in tasks], argv=["run", "calibration", "--layer", MEASURE_LAYER, "--setup", str(setup_file)],
         outputs=[str(out_dir / CALIBRATION_FILE)], timing=str(measure_timing_path(setup_file)),
+        inputs=[str(setup_file)],  # a round with other candidates is another setup: measured again
     ))
     setup = CalibrationSetup(
         shot_file=str(shot_file), out_dir=str(out_dir), check_frames=checks, chunk_size=chunk_size, threads=threads,
         flip_mean_max=target.flip_mean_max, flip_p95_max=flip_p95_max,
         reference_pattern=run_layout(reference_root, shot).reference,
         reference_tasks=[t.id for t in tasks if t.role == "reference"],
-        chosen_plan_shot=os.path.relpath(shot_file, out_dir), candidates=setups,
+        chosen_plan_shot=os.path.relpath(shot_file, out_dir), candidates=setups, skipped=list(skipped),
+        budget_share=budget_share, rounds=rounds, measuring_core_s_before=measuring_core_s_before,
     )
     graph = JobGraph(name=f"{shot.name} calibration", run_dir=str(folder), plan_file=str(out_dir / PLAN_FILE),
                      shot_file=str(shot_file), tasks=tasks)
@@ -692,6 +760,7 @@ def measure_calibration(setup_file: Path) -> tuple[CalibrationResult, TimingReco
     shot = load_shot(setup.shot_file)
     out_dir = Path(setup.out_dir)
     with Stopwatch() as work:
+        spent_tasks = sum(r.cpu_s for _t, r in _records(graph, [t for t in graph.tasks if t.id != MEASURE_TASK]))
         reference = _measure_reference(setup, shot, graph)
         results = [_measure_candidate(setup, c, graph, shot, reference) for c in setup.candidates]
         choice = choose(results, full_core_s=reference.cost.total_core_s, flip_mean_max=setup.flip_mean_max,
@@ -719,16 +788,24 @@ def measure_calibration(setup_file: Path) -> tuple[CalibrationResult, TimingReco
             chunk_size=setup.chunk_size, flip_mean_max=setup.flip_mean_max, flip_p95_max=setup.flip_p95_max,
             reference=reference, candidates=choice.candidates, recommendation=choice.recommendation, reason=choice.reason,
             plan_file=plan_file, wall_s=time.time() - setup.started_at if setup.started_at else 0.0,
+            skipped=setup.skipped,
         )
-        save_model(result, out_dir / CALIBRATION_FILE)
+    full = reference.cost.total_core_s
+    result = result.model_copy(update={"budget": BudgetStatement(
+        share=setup.budget_share, budget_core_s=setup.budget_share * full if setup.budget_share is not None else None,
+        spent_core_s=spent_tasks + setup.measuring_core_s_before + work.cpu_s, full_render_core_s=full,
+        rounds=setup.rounds)})
+    save_model(result, out_dir / CALIBRATION_FILE)
+    # Earlier rounds' measuring is this record's overhead, so the report charges every round.
     record = TimingRecord(task=MEASURE_TASK, stage=MEASURE_LAYER, role="plan", backend="farmplug",
-                          started_at=started, finished_at=time.time(),
+                          started_at=started, finished_at=time.time(), overhead_cpu_s=setup.measuring_core_s_before,
                           frames=[FrameTiming(frame=0, wall_s=work.wall_s, cpu_s=work.cpu_s)])
     return result, record
 
 
 __all__ = [
     "CALIBRATION_FILE",
+    "DEFAULT_BUDGET_SHARE",
     "DEFAULT_FACTORS",
     "FULL_RENDER",
     "CalibrationJob",
@@ -742,6 +819,8 @@ __all__ = [
     "LayerCost",
     "MeasuredCost",
     "ReferenceResult",
+    "SkippedCandidate",
+    "BudgetStatement",
     "choose",
     "compile_calibration",
     "default_candidates",

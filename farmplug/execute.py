@@ -303,10 +303,19 @@ def run_calibration(
     threads: int | None = None,
     progress: ProgressCallback | None = None,
     run_dir: Path | None = None,
+    budget_share: float | None = None,
+    search: bool = True,
 ) -> CalibrationResult:
-    """Compile a shot's calibration job and run it here (see :func:`farmplug.calibrate.compile_calibration`).
+    """Calibrate a shot here: a search over the candidates (see :mod:`farmplug.search`), each
+    round a calibration job (:func:`farmplug.calibrate.compile_calibration`) run on this machine.
 
-    Writes ``out_dir/calibration.json`` (:class:`CalibrationResult`), the check images under
+    Round one renders the reference check frames and the cheapest candidate of each structure
+    (frame step and stages); each later round the next candidate up of each structure still
+    open. Tasks of earlier rounds are done and are not run again. ``search=False`` measures
+    every candidate in one round.
+
+    Writes ``out_dir/calibration.json`` (:class:`CalibrationResult`, with the candidates skipped
+    and why, and what calibration spent against its budget), the check images under
     ``out_dir/calibration/<candidate>/``, each candidate's run under ``out_dir/calibration/work/``
     and, when a candidate is chosen, ``out_dir/plan.yaml`` with the calibration's check frames.
 
@@ -315,24 +324,32 @@ def run_calibration(
             (``RenderRequest`` has none), so calibration renders whole frames. Must be None.
         run_dir: When the chosen plan will run in this folder: render the reference as that run's
             reference tasks, so the run reuses them instead of rendering the check frames twice.
+        budget_share: The share of the full render's predicted cost calibration may spend
+            (default :data:`~farmplug.calibrate.DEFAULT_BUDGET_SHARE`; 1 for no limit short of the
+            full render).
         progress: ``progress(done, total, label)`` before each task and at the end.
 
     Returns:
         The calibration result, also saved as ``calibration.json``.
 
     Raises:
-        ConfigError: the shot file or its scene is missing or invalid, or an argument is out of range.
+        ConfigError: the shot file or its scene is missing or invalid, an argument is out of
+            range, or the shot is too short to calibrate within the budget.
         FarmplugError: a render or stage failed (the message names the calibration task).
     """
     from farmplug.calibrate import (
         CALIBRATION_FILE,
+        DEFAULT_BUDGET_SHARE,
+        MEASURE_TASK,
         CalibrationResult,
         compile_calibration,
+        default_candidates,
         write_calibration_job,
     )
     from farmplug.errors import ConfigError
-    from farmplug.models import load_shot
+    from farmplug.models import QualityTarget, load_shot
     from farmplug.schema import load_model
+    from farmplug.search import next_round, structures
 
     shot_file = Path(shot_file)
     shot = load_shot(shot_file)
@@ -341,19 +358,68 @@ def run_calibration(
         raise ConfigError(f"scene {shot.scene!r} of shot {shot_file} not found", path=scene)
     if crop is not None:
         raise ConfigError("crop is not supported: border rendering needs support in farmplug.render's RenderRequest")
-    job = compile_calibration(shot_file, out_dir, candidates=candidates, check_frames=check_frames, target=target,
-                              flip_p95_max=flip_p95_max, chunk_size=chunk_size, threads=threads, run_dir=run_dir)
-    log.info("calibrating %s on check frames %s: %d candidates, %d tasks", shot.name, job.setup.check_frames,
-             len(job.setup.candidates), len(job.graph.tasks))
-    write_calibration_job(job)
-    warm_up(job)
-    total = len(job.graph.tasks)
-    try:
-        # The reference renders go into the run folder the plan will use: it is locked too.
-        with run_folder_lock(run_dir) if run_dir is not None else contextlib.nullcontext():
-            run_graph(job.graph, progress=(lambda done, _n, task: progress(done, total, task.id)) if progress else None)
-    except FarmplugError as err:
-        raise FarmplugError(f"calibration {err}") from err
-    if progress:
-        progress(total, total, "done")
+    share = DEFAULT_BUDGET_SHARE if budget_share is None else budget_share
+    candidates = default_candidates(shot) if candidates is None else list(candidates)
+    names = [c.name for c in candidates]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"calibration candidates repeat: {names}")
+    settings = dict(check_frames=check_frames, target=target, flip_p95_max=flip_p95_max, chunk_size=chunk_size,
+                    threads=threads, run_dir=run_dir, budget_share=share)
+    groups = structures(candidates) if search else [candidates]
+    samples_of = {c.name: c.plan(shot=str(shot_file), target=target or QualityTarget()).samples_for(shot)
+                  for c in candidates}
+    tried: list[Candidate] = []
+    skipped: dict = {}
+    result: CalibrationResult | None = None
+    rounds = done_tasks = 0
+    measuring = 0.0
+    while True:
+        if search:
+            step = next_round(groups, result, samples_of=samples_of,
+                              budget_core_s=share * result.reference.cost.total_core_s if result else None,
+                              spent_core_s=result.budget.spent_core_s if result and result.budget else 0.0)
+            skipped.update(step.skipped)
+            tries = step.tries
+        else:
+            tries = [] if result else candidates
+        if not tries:
+            break
+        tried += tries
+        rounds += 1
+        before = result.budget.spent_core_s if result and result.budget else 0.0
+        job = compile_calibration(shot_file, out_dir, candidates=tried, skipped=list(skipped.values()),
+                                  rounds=rounds, measuring_core_s_before=measuring, **settings)
+        log.info("calibrating %s, round %d, on check frames %s: %s (%d tasks)", shot.name, rounds,
+                 job.setup.check_frames, ", ".join(c.name for c in tries), len(job.graph.tasks))
+        write_calibration_job(job)
+        if rounds == 1:
+            warm_up(job)
+        label = f"round {rounds}: " if search else ""
+        last_total = len(job.graph.tasks)
+        try:
+            # The reference renders go into the run folder the plan will use: it is locked too.
+            with run_folder_lock(run_dir) if run_dir is not None else contextlib.nullcontext():
+                summary = run_graph(job.graph, progress=(
+                    lambda done, n, task, label=label: progress(done, n, label + task.id)) if progress else None)
+        except FarmplugError as err:
+            raise FarmplugError(f"calibration {err}") from err
+        done_tasks += len(summary.ran)
+        result = load_model(CalibrationResult, Path(out_dir) / CALIBRATION_FILE)
+        measuring += read_timing(job.graph.task(MEASURE_TASK).timing).frames[0].cpu_s
+        log.debug("round %d spent %.1f core-s", rounds, (result.budget.spent_core_s if result.budget else 0) - before)
+    if progress and rounds:
+        progress(last_total, last_total, "done")
+    if result is None:
+        raise ConfigError("no calibration candidates given")
+    _record_skips(Path(out_dir) / CALIBRATION_FILE, result, list(skipped.values()))
     return load_model(CalibrationResult, Path(out_dir) / CALIBRATION_FILE)
+
+
+def _record_skips(path: Path, result: CalibrationResult, skipped: list) -> None:
+    """The last round's search decisions (candidates closed after its measurements) into ``calibration.json``."""
+    from farmplug.schema import save_model
+
+    known = {s.name for s in result.skipped}
+    more = [s for s in skipped if s.name not in known]
+    if more:
+        save_model(result.model_copy(update={"skipped": [*result.skipped, *more]}), path)

@@ -51,16 +51,28 @@ def _versions() -> dict[str, str]:
     return found
 
 
+def key_root(task: Task, run_dir: str | Path) -> Path:
+    """The folder a task's key counts its paths from: the run folder its timing record is in (the
+    folder above its ``work/``), else ``run_dir``. It depends on the task alone, so a task that
+    two graphs share (calibration's reference renders, made in the run folder the plan will use)
+    has one key in both."""
+    for folder in Path(task.timing).parents:
+        if folder.name == "work":
+            return folder.parent
+    return Path(run_dir)
+
+
 def task_key(task: Task, run_dir: str | Path) -> str:
     """What makes a task's outputs what they are: its command, the versions of farmplug and the
     renderer, and a fingerprint of every input (content for small files, size and mtime for frames).
 
     A task whose upstream re-ran, whose plan changed, or whose inputs were rewritten since gets a
     new key, so it runs again; the same inputs give the same key on any rerun. Paths inside the
-    run folder ``run_dir`` count relative to it, so a run folder moved, copied, or seen by a farm
-    worker under another mount point (path mapping) keeps its keys.
+    task's run folder (:func:`key_root`; ``run_dir`` when its record is not under a ``work/``)
+    count relative to it, so a run folder moved, copied, or seen by a farm worker under another
+    mount point (path mapping) keeps its keys.
     """
-    root = str(Path(run_dir))
+    root = str(key_root(task, run_dir))
 
     def inside(value: str) -> str:
         if value == root or value.startswith(root + os.sep):

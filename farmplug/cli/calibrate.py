@@ -30,6 +30,12 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--flip-p95-max", type=float, default=None, help="also bound the 95th-percentile FLIP")
     p.add_argument("--chunk-size", type=int, default=8, help="frames per farm task")
     p.add_argument("--threads", type=int, default=None, help="render threads (default: all cores)")
+    p.add_argument("--budget-share", type=float, default=None,
+                   help="the share of the full render's predicted cost calibration may spend (default 0.10): it sets "
+                        "how many check frames fit and stops the search when the next candidate would not")
+    p.add_argument("--all-candidates", action="store_true",
+                   help="measure every candidate in one round instead of searching from the cheapest "
+                        "(a farm's calibration job always does)")
     p.add_argument("--run-dir", type=Path, default=None,
                    help="the run folder the plan will use: its reference renders are made now and reused")
     p.add_argument("--out-files", dest="out_files", type=Path, default=None,
@@ -66,9 +72,14 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or args.shot.parent
     candidates = candidates_from(args.factors, args.frame_steps, shot)
     checks = parse_frames(args.check_frames) if args.check_frames else args.check_count
+    from farmplug.calibrate import DEFAULT_BUDGET_SHARE
+
+    share = DEFAULT_BUDGET_SHARE if args.budget_share is None else args.budget_share
     settings = dict(candidates=candidates, check_frames=checks, target=QualityTarget(flip_mean_max=args.flip_target),
-                    flip_p95_max=args.flip_p95_max, chunk_size=args.chunk_size, threads=args.threads, run_dir=args.run_dir)
+                    flip_p95_max=args.flip_p95_max, chunk_size=args.chunk_size, threads=args.threads, run_dir=args.run_dir,
+                    budget_share=share)
     if args.farm != "local" or args.dry_run:
+        # A farm job cannot branch on its own measurements: it measures every candidate at once.
         job = compile_calibration(args.shot, out, **settings)
         write_calibration_job(job)
         done = submit_graph(args, job.graph, job.setup_file.parent, native_out=args.out_files)
@@ -85,11 +96,18 @@ def run(args: argparse.Namespace) -> int:
             bar.set_postfix_str(label)
             bar.refresh()
 
-        result = run_calibration(args.shot, out, progress=progress, **settings)
+        result = run_calibration(args.shot, out, progress=progress, search=not args.all_candidates, **settings)
     if args.json:
         print_json(result.model_dump(mode="json"))
         return 0
     print(summary_table(result))
+    for skipped in result.skipped:
+        print(f"skipped {skipped.name}: {skipped.reason}")
+    if result.budget is not None:
+        b = result.budget
+        allowed = f" of {b.budget_core_s:.1f} allowed ({b.share:.0%} of the full render)" if b.budget_core_s else ""
+        print(f"calibration cost {b.spent_core_s:.1f} core-s{allowed}, {b.spent_share:.1%} of the full render's "
+              f"predicted {b.full_render_core_s:.1f}, in {b.rounds} round(s)")
     if result.plan_file:
         print(f"chose {result.recommendation}: {result.reason}")
         print(f"wrote {out / result.plan_file}; next: farmplug submit {out / result.plan_file} --farm local")

@@ -50,6 +50,7 @@ class DemoSettings:
     guided: bool = False
     calibrate: bool = True
     calibration_factors: tuple[float, ...] = (1 / 64, 1 / 32)
+    budget_share: float = 0.10
 
 
 def write_demo_files(out: Path, settings: DemoSettings) -> tuple[Path, Path]:
@@ -98,7 +99,7 @@ def _calibrated_plan(out: Path, shot_file: Path, default_plan: Path, settings: D
     result = run_calibration(
         shot_file, out, candidates=candidates, check_frames=settings.check_frames,
         target=QualityTarget(flip_mean_max=settings.flip_target), chunk_size=settings.chunk_size,
-        threads=settings.threads, run_dir=out,
+        threads=settings.threads, run_dir=out, budget_share=settings.budget_share,
     )
     if result.plan_file:
         plan_file = out / result.plan_file
@@ -110,7 +111,8 @@ def _calibrated_plan(out: Path, shot_file: Path, default_plan: Path, settings: D
         log.info("calibration chose %s: %s", result.recommendation, result.reason)
         return plan_file
     log.warning("calibration found no plan meeting the target (%s); running the fixed plan", result.reason)
-    save_model(fixed, default_plan)
+    # On the calibration's check frames: their reference renders are already in the run folder.
+    save_model(fixed.model_copy(update={"check_frames": list(result.check_frames)}), default_plan)
     return default_plan
 
 
@@ -160,6 +162,8 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None, help="render threads (default: all cores)")
     p.add_argument("--frame-step", type=int, default=None, help="render every Nth frame, make the rest between them")
     p.add_argument("--guided", action="store_true", default=None, help="frame step: guide with cheap aux renders")
+    p.add_argument("--budget-share", type=float, default=None,
+                   help=f"the share of the full render calibration may spend (default {d.budget_share:g})")
 
 
 def run(args: argparse.Namespace) -> int:

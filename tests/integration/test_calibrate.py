@@ -39,7 +39,8 @@ def calibrated(shot_file) -> tuple[CalibrationResult, Path]:
     steps = []
     # A lenient target: a 64x36 frame has too few pixels for the denoiser to reach 0.1; what is
     # tested here is the machinery, the choice and the prediction, not the demo's quality.
-    result = calibrate(shot_file, out, candidates=CANDIDATES, check_frames=3,
+    # Every candidate in one round (no search), and no budget: this checks the measuring itself.
+    result = calibrate(shot_file, out, candidates=CANDIDATES, check_frames=3, search=False, budget_share=1.0,
                        target=QualityTarget(flip_mean_max=0.4), progress=lambda *step: steps.append(step))
     # One step per task of the calibration's job graph, then "done".
     total = steps[-1][1]
@@ -145,5 +146,5 @@ def test_a_failing_render_names_the_calibration_task(tmp_path):
                 resolution=Resolution(width=8, height=8), samples=4, output="f/b.####.exr")
     save_model(shot, tmp_path / "shot.yaml")
     with pytest.raises(FarmplugError, match="calibration task reference-0001-0003 failed"):
-        calibrate(tmp_path / "shot.yaml", tmp_path / "out", candidates=[Candidate(0.5)])
+        calibrate(tmp_path / "shot.yaml", tmp_path / "out", candidates=[Candidate(0.5)], budget_share=1.0)
     assert not (tmp_path / "out" / CALIBRATION_FILE).exists()

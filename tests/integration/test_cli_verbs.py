@@ -19,7 +19,7 @@ def test_tiny_demo_calibrates_runs_reports_and_resumes(tmp_path):
     pytest.importorskip("bpy", reason="bpy (Blender as a Python module) is not installed")
     out = tmp_path / "demo"
     cmd = [sys.executable, "-m", "farmplug.cli", "demo", "--out", str(out),
-           "--frames", "3", "--width", "64", "--height", "36", "--samples", "64"]
+           "--frames", "3", "--width", "64", "--height", "36", "--samples", "64", "--budget-share", "1"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
@@ -30,9 +30,13 @@ def test_tiny_demo_calibrates_runs_reports_and_resumes(tmp_path):
     assert f"{savings['ratio']:.1f}x fewer CPU core-seconds" in lines[-3]
     assert f"mean FLIP {report['quality']['flip_mean']:.4f}" in lines[-2]
     assert lines[-1] == f"report: {out / 'report.html'}"
-    # The demo calibrated: both of its candidates measured on the check frames, and charged to the plan.
+    # The demo calibrated: its cheapest candidate measured on the check frames, and charged to the
+    # plan. On 3 frames the two full-quality check frames alone are 2/3 of the full render, so the
+    # search stops there: the next candidate would take calibration past the full render's cost.
     calibration = json.loads((out / "calibration.json").read_text())
-    assert [c["name"] for c in calibration["candidates"]] == ["x1-64_denoise", "x1-32_denoise"]
+    assert [c["name"] for c in calibration["candidates"]] == ["x1-64_denoise"]
+    assert [s["name"] for s in calibration["skipped"]] == ["x1-32_denoise"]
+    assert "over the calibration budget" in calibration["skipped"][0]["reason"]
     assert all([f["frame"] for f in c["frames"]] == calibration["check_frames"] for c in calibration["candidates"])
     assert savings["core_seconds_calibration"] > 0
     assert savings["core_seconds_plan"] > savings["core_seconds_calibration"]
@@ -56,22 +60,37 @@ def _shot(folder, scene, frames: int) -> None:
     (folder / "shot.yaml").write_text(yaml.safe_dump(shot))
 
 
-def test_calibrate_verb_tries_the_given_candidates_against_the_given_target(tiny_scene, tmp_path, capsys):
+def test_calibrate_verb_searches_from_the_cheapest_candidate_and_says_what_it_cost(tiny_scene, tmp_path, capsys):
     _shot(tmp_path, tiny_scene, 4)
     out = tmp_path / "calib"
-    # A lenient target: at 64x36 the denoiser cannot reach 0.1 (see test_calibrate.py).
-    rc = main(["calibrate", str(tmp_path / "shot.yaml"), "--out", str(out), "--factors", "1/16,1/4",
-               "--frame-steps", "1", "--check-count", "2", "--flip-target", "0.4"])
-    assert rc == 0
+    # A lenient target: at 64x36 the denoiser cannot reach 0.1 (see test_calibrate.py). A 4-frame
+    # shot cannot be calibrated within the default 10% (one check frame is 25%): it says so.
+    args = ["calibrate", str(tmp_path / "shot.yaml"), "--out", str(out), "--factors", "1/4,1/16",
+            "--frame-steps", "1", "--check-count", "2", "--flip-target", "0.4"]
+    assert main(args) == 1
+    assert "too short to calibrate within 10% of its full render" in capsys.readouterr().err
+    assert main([*args, "--budget-share", "1"]) == 0
     printed = capsys.readouterr().out
     calibration = json.loads((out / "calibration.json").read_text())
-    assert [c["name"] for c in calibration["candidates"]] == ["x1-16_denoise", "x1-4_denoise"]
+    measured = [c["name"] for c in calibration["candidates"]]
+    assert measured[0] == "x1-16_denoise"  # the fewest samples first, whatever order they were given in
+    if calibration["candidates"][0]["meets_target"]:
+        # It meets the target: more samples cannot be needed, so x1-4 is never rendered.
+        assert measured == ["x1-16_denoise"] and calibration["budget"]["rounds"] == 1
+        assert [s["name"] for s in calibration["skipped"]] == ["x1-4_denoise"]
+        assert "skipped x1-4_denoise: x1-16_denoise, with fewer samples" in printed
+        assert not list((out / "calibration" / "work").glob("x1-4_denoise*"))
+    else:
+        assert measured == ["x1-16_denoise", "x1-4_denoise"] and calibration["budget"]["rounds"] == 2
     assert calibration["flip_mean_max"] == 0.4 and len(calibration["check_frames"]) == 2
+    # What it cost is every calibration task's record, said on the command line too.
+    from farmplug.timing import read_timing
+
+    spent = sum(read_timing(p).cpu_s for p in (out / "calibration" / "work").rglob("*.timing.json"))
+    assert calibration["budget"]["spent_core_s"] == pytest.approx(spent, rel=0.02)
+    assert "calibration cost" in printed and "of the full render's predicted" in printed
     chosen = calibration["recommendation"]
-    assert chosen in {"x1-16_denoise", "x1-4_denoise"}
     assert f"chose {chosen}" in printed and f"next: farmplug submit {out / 'plan.yaml'}" in printed
-    for name in ("x1-16_denoise", "x1-4_denoise"):
-        assert name in printed  # the summary table lists every candidate
     plan = yaml.safe_load((out / "plan.yaml").read_text())
     assert plan["quality_target"]["flip_mean_max"] == 0.4
     winner = next(c for c in calibration["candidates"] if c["name"] == chosen)
