@@ -473,12 +473,6 @@ def summary_table(result: CalibrationResult) -> str:
 # --- the calibration job -----------------------------------------------------------------------------
 
 
-def _check_frames(shot: Shot, count: int, avoid: frozenset[int]) -> list[int]:
-    if count > 1:
-        return default_check_frames(shot, count, avoid=avoid)
-    # One frame: the middle one (default_check_frames spreads first to last, so needs two).
-    frames = [f for f in shot.frames.frames if f not in avoid] or shot.frames.frames
-    return [frames[len(frames) // 2]]
 
 
 def affordable_checks(shot: Shot, wanted: int, share: float, *, shot_file: Path | None = None) -> int:
@@ -589,7 +583,7 @@ def compile_calibration(
     for c in candidates:
         if c.frame_step > 1:
             avoid |= set(c.plan(shot="shot.yaml", target=target).keyframes(shot))
-    checks = (_check_frames(shot, check_frames, frozenset(avoid)) if isinstance(check_frames, int)
+    checks = (default_check_frames(shot, check_frames, avoid=frozenset(avoid)) if isinstance(check_frames, int)
               else sorted(set(check_frames)))
     folder = out_dir / CALIBRATION_DIR
     work = folder / "work"

@@ -288,7 +288,7 @@ def _is_a_shot(path: Path) -> bool:
 
 
 def default_check_frames(shot: Shot, count: int = 3, *, avoid: frozenset[int] = frozenset()) -> list[int]:
-    """Frames spread over the shot: first, last and evenly between.
+    """Frames spread over the shot: first, last and evenly between (one frame: the middle one).
 
     ``avoid`` (the keyframes of a plan with a frame step) is skipped where possible, so the
     evidence includes interpolated frames rather than only frames rendered for real.
@@ -296,6 +296,8 @@ def default_check_frames(shot: Shot, count: int = 3, *, avoid: frozenset[int] = 
     frames = [f for f in shot.frames.frames if f not in avoid] or shot.frames.frames
     if len(frames) <= count:
         return frames
+    if count <= 1:
+        return [frames[len(frames) // 2]] if count == 1 else []
     step = (len(frames) - 1) / (count - 1)
     return sorted({frames[round(i * step)] for i in range(count)})
 

@@ -142,6 +142,9 @@ def test_plan_defaults_and_graph(tmp_path):
 def test_default_check_frames_spread_over_the_shot():
     shot = Shot.model_validate(SHOT)
     assert default_check_frames(shot, 3) == [1, 11, 20]
+    assert default_check_frames(shot, 2) == [1, 20]
+    assert default_check_frames(shot, 1) == [11]  # one: the middle frame (it divided by zero)
+    assert default_check_frames(shot, 0) == []
 
 
 def test_graph_cycle_is_reported(tmp_path):
