@@ -8,6 +8,15 @@ Metrics:
     * PSNR and SSIM on :func:`tonemap`-ped values, so that bright highlights do not dominate
       and the numbers read like the familiar display-referred ones.
 
+Temporal instability (flicker), over a sequence of consecutive frames:
+    * :func:`temporal_instability`: for each pair of consecutive frames, the mean over pixels of
+      ``|Δresult − Δreference|`` on :func:`tonemap`-ped values (``Δ`` is frame ``t`` minus frame
+      ``t − 1``): how much more (or differently) the result changes from frame to frame than the
+      reference does. A stable error that moves with the image scores 0; noise or a denoiser's
+      blotches that change every frame score their frame-to-frame change. With the renderer's
+      Vector passes (``motion``), frame ``t − 1`` is first reprojected to ``t`` along them, so an
+      error that sticks to a moving surface does not count as flicker either.
+
 Policy for bad values:
     * A non-finite value in the *reference* is an error (a broken reference cannot be scored).
     * A non-finite value in the *test* image (a NaN/Inf firefly) counts as the maximal error at
@@ -24,6 +33,7 @@ import contextlib
 import io
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal, overload
 
@@ -34,10 +44,12 @@ from farmplug.errors import FarmplugError
 __all__ = [
     "PSNR_CAP_DB",
     "QualityResult",
+    "TemporalScore",
     "flip_hdr",
     "measure",
     "psnr_tonemapped",
     "ssim_tonemapped",
+    "temporal_instability",
     "tonemap",
 ]
 
@@ -288,3 +300,111 @@ def measure(
     if error_map:
         return result, flip_map
     return result
+
+
+@dataclass(frozen=True)
+class TemporalScore:
+    """Temporal instability of a sequence of results against their references.
+
+    Attributes:
+        pairs: One value per pair of consecutive frames ``(t - 1, t)``, in order: the mean over
+            the pixels (and colour channels) of ``|Δresult − Δreference|`` in tone-mapped display
+            values, so 0 is as stable as the reference and 0.01 means the result changes by one
+            percent of the display range more than the reference does, on average.
+        mean: The mean of ``pairs``.
+        warped: Whether frame ``t - 1`` was reprojected to ``t`` along the Vector pass first
+            (only the pixels whose reprojection stays inside the frame count).
+    """
+
+    pairs: tuple[float, ...]
+    mean: float
+    warped: bool
+
+    def as_dict(self) -> dict[str, object]:
+        """The score as plain JSON-ready values."""
+        return {"pairs": [float(p) for p in self.pairs], "mean": float(self.mean), "warped": self.warped}
+
+
+def _tonemapped_frames(name: str, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
+    out = []
+    for index, frame in enumerate(frames):
+        image = np.asarray(frame)
+        if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] == 0 or image.shape[1] == 0:
+            raise FarmplugError(f"temporal instability: {name} frame {index} must have shape HxWx3, not {image.shape}")
+        if out and image.shape != out[0].shape:
+            raise FarmplugError(
+                f"temporal instability: {name} frame {index} is {image.shape[1]}x{image.shape[0]} but frame 0 is "
+                f"{out[0].shape[1]}x{out[0].shape[0]}"
+            )
+        out.append(tonemap(image))
+    return out
+
+
+def temporal_instability(
+    results: Sequence[np.ndarray],
+    references: Sequence[np.ndarray],
+    *,
+    motion: Sequence[np.ndarray] | None = None,
+) -> TemporalScore:
+    """How much a sequence of results flickers beyond its references (lower is better; 0 is as stable).
+
+    For each pair of consecutive frames ``(t - 1, t)``: ``Δ = tonemap(frame_t) - tonemap(frame_t-1)``
+    for the results and for the references, and the pair's score is the mean over pixels and
+    channels of ``|Δresult - Δreference|``. The tone mapping is :func:`tonemap`'s, as for PSNR.
+
+    With ``motion`` (the Vector pass of each frame, ``HxWx4`` as
+    :func:`farmplug.imageio.read_frame` gives ``feature("motion")``), frame ``t - 1`` of both
+    sequences is first reprojected to ``t`` along frame ``t``'s vectors to the previous frame
+    (:func:`farmplug.motion.backward_warp`, bilinear): the difference is then taken on the same
+    surface point rather than the same pixel, so camera and object motion do not count, only
+    change. Pixels whose reprojection falls outside the frame are left out.
+
+    Args:
+        results: The frames to score, in frame order (HxWx3 linear HDR).
+        references: The reference frames, the same count and size.
+        motion: Optional Vector pass of every frame (``motion[0]`` is not read).
+
+    Returns:
+        The :class:`TemporalScore` (no pairs and a mean of 0 for fewer than two frames).
+
+    Raises:
+        FarmplugError: the counts or sizes differ, a frame is not HxWx3 (the motion HxWx4), or a
+            reference is not finite.
+    """
+    if len(results) != len(references):
+        raise FarmplugError(f"temporal instability: {len(results)} results but {len(references)} references")
+    if motion is not None and len(motion) != len(results):
+        raise FarmplugError(f"temporal instability: {len(results)} frames but {len(motion)} Vector passes")
+    for index, reference in enumerate(references):
+        bad = int(np.count_nonzero(~np.isfinite(np.asarray(reference, dtype=np.float32))))
+        if bad:
+            raise FarmplugError(f"temporal instability: reference frame {index} has {bad} non-finite values")
+    res = _tonemapped_frames("result", results)
+    ref = _tonemapped_frames("reference", references)
+    if res and ref and res[0].shape != ref[0].shape:
+        raise FarmplugError(
+            f"temporal instability: results are {res[0].shape[1]}x{res[0].shape[0]} but references are "
+            f"{ref[0].shape[1]}x{ref[0].shape[0]}"
+        )
+    pairs = []
+    for t in range(1, len(res)):
+        res_prev, ref_prev = res[t - 1], ref[t - 1]
+        keep = None
+        if motion is not None:
+            from farmplug.motion import backward_warp, split_blender_vectors
+
+            vectors = np.asarray(motion[t], dtype=np.float32)
+            if vectors.shape != res[t].shape[:2] + (4,):
+                raise FarmplugError(
+                    f"temporal instability: the Vector pass of frame {t} must be {res[t].shape[1]}x{res[t].shape[0]}x4, "
+                    f"not shape {vectors.shape}"
+                )
+            to_prev, _ = split_blender_vectors(vectors)
+            both, keep = backward_warp(np.concatenate([res_prev, ref_prev], axis=-1), to_prev)
+            res_prev, ref_prev = both[..., :3], both[..., 3:]
+        change = np.abs((res[t] - res_prev) - (ref[t] - ref_prev)).mean(axis=-1, dtype=np.float64)
+        if keep is not None:
+            pairs.append(float(change[keep].mean()) if keep.any() else 0.0)
+        else:
+            pairs.append(float(change.mean()))
+    return TemporalScore(pairs=tuple(pairs), mean=float(np.mean(pairs)) if pairs else 0.0, warped=motion is not None)

@@ -13,7 +13,7 @@ from farmplug.inbetween.interpolate.fuse import Fusion
 from farmplug.inbetween.interpolate.keys import Plan
 from farmplug.inbetween.interpolate.types import Interpolated, Layer
 from farmplug.inbetween.interpolate.validate import shape
-from farmplug.inbetween.vectors import join_blender_vectors
+from farmplug.motion import join_blender_vectors
 
 
 @dataclass(frozen=True)

@@ -15,31 +15,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812 - the usual torch alias
 
 from farmplug.inbetween.interpolate.keys import Plan, Source
-
-
-def positions(displacement: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Pixel positions ``(x, y) + displacement`` (T,H,W,2) as x and y (T,H,W), and whether each
-    lies inside the frame."""
-    h, w = displacement.shape[1:3]
-    device = displacement.device
-    ys, xs = torch.meshgrid(
-        torch.arange(h, device=device, dtype=torch.float32),
-        torch.arange(w, device=device, dtype=torch.float32),
-        indexing="ij",
-    )
-    x = xs + displacement[..., 0]
-    y = ys + displacement[..., 1]
-    return x, y, (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
-
-
-def gather(image: torch.Tensor, displacement: torch.Tensor, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sample ``image`` (1,C,H,W) at ``(x, y) + displacement`` (T,H,W,2); also the in-frame mask."""
-    t, h, w = displacement.shape[:3]
-    x, y, inside = positions(displacement)
-    grid = torch.stack([2 * x / max(w - 1, 1) - 1, 2 * y / max(h - 1, 1) - 1], dim=-1)
-    sampled = F.grid_sample(image.expand(t, -1, -1, -1), grid, mode=mode, padding_mode="border", align_corners=True)
-    return sampled, inside[:, None]
-
+from farmplug.motion import gather, positions
 
 _SPLINE_TAPS = 8  # the prefilter's half-width; its taps fall as 0.268^k, 8e-6 relative error
 
