@@ -242,6 +242,14 @@ class BudgetStatement(StrictModel):
         return self.spent_core_s / self.full_render_core_s if self.full_render_core_s else 0.0
 
 
+class SharedShot(StrictModel):
+    """A shot whose plan comes from this calibration (its share of the cost goes by its frames)."""
+
+    shot: str = Field(description="the shot file, absolute")
+    name: str
+    frames: int = Field(ge=1)
+
+
 class CalibrationResult(StrictModel):
     schema_version: Literal[2] = 2
     shot: str = Field(description="the shot file, absolute")
@@ -257,6 +265,17 @@ class CalibrationResult(StrictModel):
     reason: str
     skipped: list[SkippedCandidate] = Field(default_factory=list, description="candidates not rendered, and why")
     budget: BudgetStatement | None = Field(default=None, description="what calibration could spend and spent")
+    shared_by: list[SharedShot] = Field(
+        default_factory=list, description="every shot planned from this calibration (the calibrated one first)")
+
+    def share_of(self, shot_file: str | Path) -> float:
+        """The share of this calibration's cost charged to ``shot_file``: its frames over the
+        frames of every shot that shares it (all of it when it is the only one, or not listed)."""
+        total = sum(s.frames for s in self.shared_by)
+        mine = [s for s in self.shared_by if Path(s.shot).resolve() == Path(shot_file).resolve()]
+        if not mine or total == 0:
+            return 1.0
+        return mine[0].frames / total
     plan_file: str | None = Field(default=None, description="the chosen plan, relative to the calibration folder")
     wall_s: float = 0.0
     host: str = Field(default_factory=platform.node)
@@ -300,6 +319,7 @@ class CalibrationSetup(StrictModel):
     budget_share: float | None = None
     rounds: int = Field(default=1, ge=1)
     measuring_core_s_before: float = Field(default=0.0, ge=0, description="earlier rounds' measuring tasks")
+    shared_by: list[SharedShot] = Field(default_factory=list, description="the shots this calibration plans")
 
 
 # --- pure parts: cost extrapolation and the choice ------------------------------------------------
@@ -475,15 +495,17 @@ def summary_table(result: CalibrationResult) -> str:
 
 
 
-def affordable_checks(shot: Shot, wanted: int, share: float, *, shot_file: Path | None = None) -> int:
+def affordable_checks(shot: Shot, wanted: int, share: float, *, shot_file: Path | None = None,
+                      frames: int | None = None) -> int:
     """How many check frames a calibration of ``shot`` can render within ``share`` of the full
-    render: each full-quality reference frame costs ``1 / frames`` of it, and nine tenths of the
-    budget at most go to the reference (the rest is for the candidates).
+    render of ``frames`` (the shot's, or all the shots that share the calibration): each
+    full-quality reference frame costs ``1 / frames`` of it, and nine tenths of the budget at most
+    go to the reference (the rest is for the candidates).
 
     Raises:
         ConfigError: not even one check frame fits; the message gives the choices.
     """
-    frames = len(shot.frames.frames)
+    frames = frames or len(shot.frames.frames)
     fits = math.floor(share * 0.9 * frames + 1e-9)
     if fits >= 1:
         if fits < wanted:
@@ -492,10 +514,73 @@ def affordable_checks(shot: Shot, wanted: int, share: float, *, shot_file: Path 
         return min(wanted, fits)
     needed = 1 / (0.9 * frames)
     raise ConfigError(
-        f"shot {shot.name} has {frames} frames: too short to calibrate within {share:.0%} of its full render "
+        f"shot {shot.name}{' and the shots sharing it' if frames != len(shot.frames.frames) else ''} "
+        f"{'have' if frames != len(shot.frames.frames) else 'has'} {frames} frames: too short to calibrate within {share:.0%} of its full render "
         f"(one full-quality check frame alone is {1 / frames:.0%}); reuse a calibration of a shot like it "
         f"(farmplug plan SHOT --reuse CALIBRATION.json), allow a larger share (--budget-share {min(1.0, needed):.2f}), "
         "or plan it uncalibrated with a stated default (farmplug plan SHOT --samples-factor 1/16)", path=shot_file)
+
+
+def check_reusable(calibrated: Shot, other: Shot, other_file: Path, *, source: Path | str) -> None:
+    """A calibration measured on ``calibrated`` can plan ``other`` only at the same samples and
+    resolution (its quality per pixel was measured at those); another scene file is allowed (shots
+    of a sequence share a look, not always a file) and said.
+
+    Raises:
+        ConfigError: the samples or the resolution differ (the message says what to do).
+    """
+    mismatch = []
+    if other.samples != calibrated.samples:
+        mismatch.append(f"{other.samples} spp, not {calibrated.samples}")
+    if (other.resolution.width, other.resolution.height) != (calibrated.resolution.width, calibrated.resolution.height):
+        mismatch.append(f"{other.resolution.width}x{other.resolution.height}, not "
+                        f"{calibrated.resolution.width}x{calibrated.resolution.height}")
+    if mismatch:
+        raise ConfigError(f"shot {other.name} is {' and '.join(mismatch)} as calibrated in {source}: a calibration "
+                          "only serves shots at the same samples and resolution; calibrate this shot", path=other_file)
+    if other.scene != calibrated.scene:
+        log.warning("shot %s renders %s, calibrated on %s: its plan assumes the same look and lighting",
+                    other.name, other.scene, calibrated.scene)
+
+
+def reuse_calibration(calibration_file: Path, shot_file: Path, plan_file: Path, *, check_count: int = 1) -> Plan:
+    """The plan a calibration chose, for another shot of the same sequence, scene and look: the
+    same samples factor, frame step and stages, the shot's own check frames (``check_count``: the
+    run's evidence and its full-render estimate), and ``calibration`` naming the file, whose
+    ``shared_by`` gains the shot (so the report charges each shot its share, by frames).
+
+    Raises:
+        ConfigError: the calibration does not read back, chose no plan (it recommends the full
+            render), or was measured at other samples or resolution.
+    """
+    calibration_file, shot_file, plan_file = Path(calibration_file), Path(shot_file), Path(plan_file)
+    result = load_model(CalibrationResult, calibration_file)
+    if result.plan_file is None:
+        raise ConfigError(f"this calibration recommends the full render ({result.reason}); there is no plan to reuse",
+                          path=calibration_file)
+    chosen, _calibrated_shot, _ = load_plan(calibration_file.parent / result.plan_file)
+    shot = load_shot(shot_file)
+    check_reusable(load_shot(result.shot), shot, shot_file, source=calibration_file)
+    keys = frozenset(chosen.keyframes(shot)) if chosen.frame_step > 1 else frozenset()
+    plan = chosen.model_copy(update={
+        "shot": os.path.relpath(shot_file.absolute(), plan_file.absolute().parent),
+        "check_frames": default_check_frames(shot, check_count, avoid=keys),
+        "calibration": os.path.relpath(calibration_file.absolute(), plan_file.absolute().parent),
+    })
+    entry = SharedShot(shot=str(shot_file.absolute()), name=shot.name, frames=len(shot.frames.frames))
+    if all(Path(s.shot).resolve() != shot_file.resolve() for s in result.shared_by):
+        save_model(result.model_copy(update={"shared_by": [*result.shared_by, entry]}), calibration_file)
+    return plan
+
+
+def calibration_for(plan: Plan, plan_file: Path) -> Path | None:
+    """The calibration.json that chose ``plan``: the one it names, else one beside the plan file
+    (plans written before plans named their calibration)."""
+    if plan.calibration:
+        named = Path(plan.calibration)
+        return named if named.is_absolute() else Path(plan_file).parent / named
+    beside = Path(plan_file).parent / CALIBRATION_FILE
+    return beside if beside.is_file() else None
 
 
 def delivered_for_checks(plan: Plan, shot: Shot, checks: Sequence[int]) -> list[int]:
@@ -540,13 +625,15 @@ def compile_calibration(
     skipped: Sequence[SkippedCandidate] = (),
     rounds: int = 1,
     measuring_core_s_before: float = 0.0,
+    also_for: Sequence[Path] = (),
 ) -> CalibrationJob:
     """Compile the calibration of a shot into one job graph (it reads the shot file, writes nothing).
 
     ``check_frames`` is how many frames to measure, spread over the shot (frames made between
     keyframes where a candidate has a frame step), or the frames themselves. With a
     ``budget_share``, a count is cut to what the budget affords: the reference renders alone cost
-    ``checks / frames`` of the full render.
+    ``checks / frames`` of the full render; shots in ``also_for`` (shots of the same sequence,
+    scene, look and lighting, planned from this calibration) share it, so their frames count too.
 
     Raises:
         ConfigError: the shot file is missing or invalid, the candidate list is empty or repeats a
@@ -575,8 +662,15 @@ def compile_calibration(
     target = target or QualityTarget()
     if budget_share is not None and not 0 < budget_share <= 1:
         raise ConfigError(f"the calibration budget share must be in (0, 1], got {budget_share}")
+    shared = [SharedShot(shot=str(shot_file), name=shot.name, frames=len(shot.frames.frames))]
+    for other in also_for:
+        other_shot = load_shot(other)
+        check_reusable(shot, other_shot, Path(other), source=shot_file)
+        shared.append(SharedShot(shot=str(Path(other).absolute()), name=other_shot.name,
+                                 frames=len(other_shot.frames.frames)))
     if isinstance(check_frames, int) and budget_share is not None:
-        check_frames = affordable_checks(shot, check_frames, budget_share, shot_file=shot_file)
+        check_frames = affordable_checks(shot, check_frames, budget_share, shot_file=shot_file,
+                                         frames=sum(s.frames for s in shared))
 
     # Check frames are frames made between keyframes of every frame-step candidate where the shot allows it.
     avoid: set[int] = set()
@@ -624,7 +718,7 @@ def compile_calibration(
         reference_pattern=run_layout(reference_root, shot).reference,
         reference_tasks=[t.id for t in tasks if t.role == "reference"],
         chosen_plan_shot=os.path.relpath(shot_file, out_dir), candidates=setups, skipped=list(skipped),
-        budget_share=budget_share, rounds=rounds, measuring_core_s_before=measuring_core_s_before,
+        budget_share=budget_share, rounds=rounds, measuring_core_s_before=measuring_core_s_before, shared_by=shared,
     )
     graph = JobGraph(name=f"{shot.name} calibration", run_dir=str(folder), plan_file=str(out_dir / PLAN_FILE),
                      shot_file=str(shot_file), tasks=tasks)
@@ -766,7 +860,7 @@ def measure_calibration(setup_file: Path) -> tuple[CalibrationResult, TimingReco
             chosen = next(c for c in setup.candidates if c.name == choice.chosen.name)
             plan, _shot, _ = load_plan(chosen.plan_file)
             plan = plan.model_copy(update={"shot": setup.chosen_plan_shot, "check_frames": list(setup.check_frames),
-                                           "quality_target": target})
+                                           "quality_target": target, "calibration": CALIBRATION_FILE})
             save_model(plan, plan_path)
             plan_file = PLAN_FILE
             # Said once, by whoever shows the result (the CLI prints it; calibration.json keeps it).
@@ -782,9 +876,11 @@ def measure_calibration(setup_file: Path) -> tuple[CalibrationResult, TimingReco
             chunk_size=setup.chunk_size, flip_mean_max=setup.flip_mean_max, flip_p95_max=setup.flip_p95_max,
             reference=reference, candidates=choice.candidates, recommendation=choice.recommendation, reason=choice.reason,
             plan_file=plan_file, wall_s=time.time() - setup.started_at if setup.started_at else 0.0,
-            skipped=setup.skipped,
+            skipped=setup.skipped, shared_by=setup.shared_by,
         )
-    full = reference.cost.total_core_s
+    # The budget is a share of the full render of every shot that shares the calibration.
+    full = reference.core_s_per_frame * sum(s.frames for s in setup.shared_by) if setup.shared_by else 0.0
+    full = max(full, reference.cost.total_core_s)
     result = result.model_copy(update={"budget": BudgetStatement(
         share=setup.budget_share, budget_core_s=setup.budget_share * full if setup.budget_share is not None else None,
         spent_core_s=spent_tasks + setup.measuring_core_s_before + work.cpu_s, full_render_core_s=full,
@@ -813,6 +909,10 @@ __all__ = [
     "LayerCost",
     "MeasuredCost",
     "ReferenceResult",
+    "SharedShot",
+    "calibration_for",
+    "check_reusable",
+    "reuse_calibration",
     "SkippedCandidate",
     "BudgetStatement",
     "choose",

@@ -305,6 +305,7 @@ def run_calibration(
     run_dir: Path | None = None,
     budget_share: float | None = None,
     search: bool = True,
+    also_for: Sequence[Path] = (),
 ) -> CalibrationResult:
     """Calibrate a shot here: a search over the candidates (see :mod:`farmplug.search`), each
     round a calibration job (:func:`farmplug.calibrate.compile_calibration`) run on this machine.
@@ -327,6 +328,9 @@ def run_calibration(
         budget_share: The share of the full render's predicted cost calibration may spend
             (default :data:`~farmplug.calibrate.DEFAULT_BUDGET_SHARE`; 1 for no limit short of the
             full render).
+        also_for: Other shots of the sequence (same scene, look, lighting, samples and
+            resolution) the calibration will plan: they share its cost, and its budget is a share
+            of all their full renders.
         progress: ``progress(done, total, label)`` before each task and at the end.
 
     Returns:
@@ -364,7 +368,7 @@ def run_calibration(
     if len(set(names)) != len(names):
         raise ConfigError(f"calibration candidates repeat: {names}")
     settings = dict(check_frames=check_frames, target=target, flip_p95_max=flip_p95_max, chunk_size=chunk_size,
-                    threads=threads, run_dir=run_dir, budget_share=share)
+                    threads=threads, run_dir=run_dir, budget_share=share, also_for=also_for)
     groups = structures(candidates) if search else [candidates]
     samples_of = {c.name: c.plan(shot=str(shot_file), target=target or QualityTarget()).samples_for(shot)
                   for c in candidates}
@@ -376,7 +380,7 @@ def run_calibration(
     while True:
         if search:
             step = next_round(groups, result, samples_of=samples_of,
-                              budget_core_s=share * result.reference.cost.total_core_s if result else None,
+                              budget_core_s=share * result.budget.full_render_core_s if result and result.budget else None,
                               spent_core_s=result.budget.spent_core_s if result and result.budget else 0.0)
             skipped.update(step.skipped)
             tries = step.tries

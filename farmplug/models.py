@@ -130,6 +130,9 @@ class Plan(StrictModel):
     check_frames: list[int] = Field(default_factory=list, description="frames rendered at full quality as evidence")
     chunk_size: int = Field(default=8, ge=1, description="frames per farm task")
     threads: int | None = Field(default=None, ge=1, description="render threads (None: all cores)")
+    calibration: str | None = Field(
+        default=None, description="the calibration.json that chose this plan (relative to the plan's folder or "
+                                  "absolute); its cost is charged to the shots that share it, by their frames")
 
     @field_validator("stages", mode="wrap")
     @classmethod

@@ -20,7 +20,10 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
     p = verbs.add_parser("calibrate", help="measure candidate plans on check frames; save the cheapest that meets the target",
                          formatter_class=help_formatter)
     add_common(p)
-    p.add_argument("shot", type=Path, help="shot YAML")
+    p.add_argument("shot", type=Path, nargs="+",
+                   help="shot YAML; more shots of the same sequence (scene, look, lighting, samples, resolution) "
+                        "share the calibration of the first: each gets a plan (SHOT.plan.yaml beside it) and its "
+                        "share of the cost, and the budget is a share of all their full renders")
     p.add_argument("--out", type=Path, default=None, help="folder for plan.yaml and the evidence (default: beside the shot)")
     p.add_argument("--factors", default=None, help="samples factors to try, e.g. 1/64,1/32,1/16 (default: 1/64..1/8)")
     p.add_argument("--frame-steps", default=None, help="frame steps to try, e.g. 1,2 (default: 1, and 2 for 5+ frames)")
@@ -68,8 +71,9 @@ def run(args: argparse.Namespace) -> int:
     from farmplug.models import QualityTarget, load_shot
     from farmplug.progress import progress_bar
 
-    shot = load_shot(args.shot)
-    out = args.out or args.shot.parent
+    shot_file, *others = args.shot
+    shot = load_shot(shot_file)
+    out = args.out or shot_file.parent
     candidates = candidates_from(args.factors, args.frame_steps, shot)
     checks = parse_frames(args.check_frames) if args.check_frames else args.check_count
     from farmplug.calibrate import DEFAULT_BUDGET_SHARE
@@ -77,10 +81,10 @@ def run(args: argparse.Namespace) -> int:
     share = DEFAULT_BUDGET_SHARE if args.budget_share is None else args.budget_share
     settings = dict(candidates=candidates, check_frames=checks, target=QualityTarget(flip_mean_max=args.flip_target),
                     flip_p95_max=args.flip_p95_max, chunk_size=args.chunk_size, threads=args.threads, run_dir=args.run_dir,
-                    budget_share=share)
+                    budget_share=share, also_for=others)
     if args.farm != "local" or args.dry_run:
         # A farm job cannot branch on its own measurements: it measures every candidate at once.
-        job = compile_calibration(args.shot, out, **settings)
+        job = compile_calibration(shot_file, out, **settings)
         write_calibration_job(job)
         done = submit_graph(args, job.graph, job.setup_file.parent, native_out=args.out_files)
         if args.json:
@@ -88,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             print_submission(done)
             print(f"the job's last task writes {out / 'calibration.json'} and, when a candidate wins, {out / 'plan.yaml'}")
+            for other in others:
+                print(f"then: farmplug plan {other} --reuse {out / 'calibration.json'}")
         return 0
     with progress_bar(None, "calibrate", unit="task") as bar:
         def progress(done: int, total: int, label: str) -> None:
@@ -96,9 +102,10 @@ def run(args: argparse.Namespace) -> int:
             bar.set_postfix_str(label)
             bar.refresh()
 
-        result = run_calibration(args.shot, out, progress=progress, search=not args.all_candidates, **settings)
+        result = run_calibration(shot_file, out, progress=progress, search=not args.all_candidates, **settings)
+    written = reuse_for(others, out, result)
     if args.json:
-        print_json(result.model_dump(mode="json"))
+        print_json(result.model_dump(mode="json") | {"plans": [str(p) for p in written]})
         return 0
     print(summary_table(result))
     for skipped in result.skipped:
@@ -111,6 +118,23 @@ def run(args: argparse.Namespace) -> int:
     if result.plan_file:
         print(f"chose {result.recommendation}: {result.reason}")
         print(f"wrote {out / result.plan_file}; next: farmplug submit {out / result.plan_file} --farm local")
+        for plan_file in written:
+            print(f"wrote {plan_file} (the same plan, sharing this calibration)")
     else:
         print(f"recommendation: full render. {result.reason}")
     return 0
+
+
+def reuse_for(shots, out: Path, result) -> list[Path]:
+    """Plans for the other shots of a calibration (``SHOT.plan.yaml`` beside each), when it chose one."""
+    from farmplug.api import save_plan
+    from farmplug.calibrate import CALIBRATION_FILE, reuse_calibration
+
+    if result.plan_file is None:
+        return []
+    written = []
+    for shot_file in shots:
+        plan_file = shot_file.with_suffix(".plan.yaml")
+        save_plan(reuse_calibration(out / CALIBRATION_FILE, shot_file, plan_file), plan_file)
+        written.append(plan_file)
+    return written

@@ -126,23 +126,54 @@ def _cpu_model() -> str:
 CALIBRATION_PREFIX = "calibration:"
 
 
+def _scaled(record: TimingRecord, share: float) -> TimingRecord:
+    """``record`` with its CPU and GPU costs times ``share`` (a shot's share of a shared calibration)."""
+    if share == 1.0:
+        return record
+    return record.model_copy(update={
+        "overhead_cpu_s": record.overhead_cpu_s * share,
+        "frames": [f.model_copy(update={"cpu_s": f.cpu_s * share, "gpu_s": f.gpu_s * share}) for f in record.frames],
+    })
+
+
+def calibration_share(graph: JobGraph) -> tuple[Path | None, float]:
+    """The calibration that chose the run's plan (the one it names, else one beside the plan file)
+    and the share of its cost this run's shot carries (its frames over those of every shot that
+    shares it)."""
+    from farmplug.calibrate import CalibrationResult, calibration_for
+
+    plan = graph.plan
+    if plan is None:
+        beside = Path(graph.plan_file).parent / "calibration.json"
+        return (beside if beside.is_file() else None), 1.0
+    found = calibration_for(plan, Path(graph.plan_file))
+    if found is None or not found.is_file():
+        return None, 1.0
+    try:
+        return found, load_model(CalibrationResult, found).share_of(graph.shot_file)
+    except ConfigError:
+        return found, 1.0
+
+
 def load_records(graph: JobGraph) -> dict[str, TimingRecord]:
-    """Every task's timing record, plus (keyed ``calibration:...``) the records of a calibration
-    run in the same folder, whose cost is part of the plan's.
+    """Every task's timing record, plus (keyed ``calibration:...``) the records of the calibration
+    that chose the plan, whose cost is part of the plan's: all of it, or this shot's share (by
+    frames) when several shots share the calibration.
 
     Raises:
         FarmplugError: a record is missing or corrupt (names the task and file).
     """
     records = {}
     # Calibration writes its evidence (and its renders' timing records) beside the plan it chose.
-    calibration = Path(graph.plan_file).parent / "calibration" / "work"
+    found, share = calibration_share(graph)
+    calibration = (found.parent if found else Path(graph.plan_file).parent) / "calibration" / "work"
     if calibration.is_dir():
         for path in sorted(calibration.rglob("*.timing.json")):
             try:
                 record = read_timing(path)
             except ConfigError as err:
                 raise FarmplugError(f"corrupt calibration timing record: {err}") from None
-            records[f"{CALIBRATION_PREFIX}{path.relative_to(calibration)}"] = record.model_copy(
+            records[f"{CALIBRATION_PREFIX}{path.relative_to(calibration)}"] = _scaled(record, share).model_copy(
                 update={"stage": "calibration", "role": "plan"}
             )
     for task in graph.tasks:
@@ -322,7 +353,7 @@ def inbetween_summary(graph: JobGraph, records: dict[str, TimingRecord], shot: S
     )
 
 
-def _calibration_note(path: Path) -> str:
+def _calibration_note(path: Path, shot_file: str) -> str:
     """One line on how the plan was chosen, from the calibration evidence saved with it."""
     from farmplug.calibrate import CalibrationResult
 
@@ -331,8 +362,15 @@ def _calibration_note(path: Path) -> str:
     except ConfigError as err:
         return f"A calibration record is present but unreadable: {err}."
     tried = ", ".join(c.name for c in result.candidates)
-    return (f"Plan chosen by calibration on check frames {result.check_frames}: {result.recommendation} "
-            f"({result.reason}). Candidates tried: {tried}. Evidence: {path.name}.")
+    note = (f"Plan chosen by calibration of {result.shot_name} on check frames {result.check_frames}: "
+            f"{result.recommendation} ({result.reason}). Candidates tried: {tried}")
+    if result.skipped:
+        note += f"; not rendered: {', '.join(s.name for s in result.skipped)} (reasons in {path.name})"
+    if len(result.shared_by) > 1:
+        share = result.share_of(shot_file)
+        note += (f". Shared by {len(result.shared_by)} shots ({', '.join(s.name for s in result.shared_by)}): "
+                 f"this shot is charged {share:.0%} of its cost, by frames")
+    return note + f". Evidence: {path.name}."
 
 
 def run_notes(graph: JobGraph, records: dict[str, TimingRecord], inbetween) -> list[str]:
@@ -344,9 +382,9 @@ def run_notes(graph: JobGraph, records: dict[str, TimingRecord], inbetween) -> l
     if any(r.settings.get("device") not in (None, "cpu") for r in records.values()):
         notes.append("Some stages ran on a GPU; their GPU-seconds are not part of the CPU core-second totals.")
     # Calibration saves its evidence beside the plan it chose (its cost is found there too).
-    calibration = Path(graph.plan_file).parent / "calibration.json"
-    if calibration.is_file():
-        notes.append(_calibration_note(calibration))
+    calibration, _share = calibration_share(graph)
+    if calibration is not None:
+        notes.append(_calibration_note(calibration, graph.shot_file))
     if inbetween is not None and inbetween.fallback:
         notes.append(
             f"{len(inbetween.fallback)} interpolated frame(s) scored under the confidence threshold and were "
