@@ -1,6 +1,8 @@
 """The script that renders inside Blender: ``bpy`` as a module, or a ``blender -b --python`` run.
 
-Run as ``python -m farmplug.render._blender_child REQUEST.json RESULT.json`` or as
+Run as ``python -P _blender_child.py REQUEST.json RESULT.json`` (the ``bpy`` module; by path, so
+the child never imports the farmplug package: that would cost ~0.15 core-s per task), as
+``python -m farmplug.render._blender_child REQUEST.json RESULT.json``, or as
 ``blender -b --factory-startup --python _blender_child.py -- REQUEST.json RESULT.json``.
 Blender's bundled Python has neither farmplug nor pydantic, so this file uses only the standard
 library and ``bpy``; the parent (:mod:`farmplug.render.blender`) writes the request and validates
@@ -18,20 +20,39 @@ Protocol with the parent:
   checks it, and renames it into place. The child never publishes a frame itself, so a frame
   Blender could not write whole (a full disk) is never delivered, and a child that outlives its
   parent has nothing it could publish.
+
+What a task pays once, it pays once: the scene is loaded and configured (samples, passes, output
+format) before the first frame, and Cycles keeps its scene data between the task's frames
+(``render.use_persistent_data``) where the scene allows it (:func:`persistent_data_blockers`):
+later frames then re-sync only what moved, and keep the BVH of static objects, loaded images and
+the world's importance map. Frames rendered so are bit-identical to fresh renders on the scenes
+measured (animated objects, camera, lens, depth of field, lights, world, materials, deformation,
+shape keys, geometry nodes, visibility, motion blur, animated samples); particle systems are the
+exception found, so scenes with one render without it, and so, as a precaution, do scenes with
+scripts run per frame (handlers).
+
+Each frame's CPU time is split at Blender's render-stats updates: ``sampling_cpu_s`` runs from
+Cycles' first ``Sample 0/N`` status to ``Finished``; the rest of the frame (scene sync, BVH, light
+and world importance maps, image loads, film and EXR write) is its fixed part. The same updates
+name every object Cycles synchronises (``synced_objects``: with persistent data, after the first
+frame, only the objects that changed).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import sys
 import time
 from pathlib import Path
 from typing import Any, TextIO
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 FRAME_DONE = "FARMPLUG_FRAME_DONE"
+# Cycles' status while path tracing: "Sample 3/16" (and "Sample 0/16" as sampling starts).
+_SAMPLE_STATUS = re.compile(r"^Sample \d+/\d+")
 REQUEST_KEYS = frozenset(
     {
         "schema_version",
@@ -43,6 +64,7 @@ REQUEST_KEYS = frozenset(
         "threads",
         "exr_layout",
         "seed",
+        "persistent_data",
     }
 )
 
@@ -142,34 +164,119 @@ def configure_scene(bpy: Any, request: dict[str, Any]) -> Any:
     return scene
 
 
+#: Handlers through which a script can change the scene between frames.
+_PER_FRAME_HANDLERS = ("frame_change_pre", "frame_change_post", "render_pre", "render_init",
+                       "depsgraph_update_pre", "depsgraph_update_post")
+
+
+def persistent_data_blockers(bpy: Any, scene: Any) -> list[str]:
+    """Why this scene must not keep Cycles' data between frames (empty: it may).
+
+    Particle systems were measured: their frames with persistent data differ from fresh renders
+    of the same frames and seed. Scripts run per frame are excluded as a precaution, not from a
+    measured error: what they change is outside what was verified (a kept session did take a
+    handler's per-frame sample count, but ignores a setting changed without a later scene update).
+    """
+    reasons = []
+    handlers = sorted(name for name in _PER_FRAME_HANDLERS if len(getattr(bpy.app.handlers, name, ())) > 0)
+    if handlers:
+        reasons.append(f"scripts run per frame ({', '.join(handlers)} handlers), outside what was verified")
+    with_particles = sorted(obj.name for obj in scene.objects if len(obj.particle_systems) > 0)
+    if with_particles:
+        reasons.append(f"particle systems ({', '.join(with_particles[:3])}) render differently with persistent data")
+    return reasons
+
+
+def persistent_data_choice(bpy: Any, scene: Any, request: dict[str, Any]) -> tuple[bool, str]:
+    """Whether to keep Cycles' data between this task's frames, and why."""
+    asked = request["persistent_data"]
+    if asked is False:
+        return False, "off: asked"
+    blockers = persistent_data_blockers(bpy, scene)
+    if asked is True:
+        return True, "on: asked" + (f" (despite: {'; '.join(blockers)})" if blockers else "")
+    if len(request["frames"]) < 2:
+        return False, "off: one frame, nothing to keep"
+    if blockers:
+        return False, "off: " + "; ".join(blockers)
+    return True, "on: the scene allows it"
+
+
+class RenderClock:
+    """CPU clock at Blender's render-stats updates of one frame (fed by a ``render_stats`` handler)."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.sampling_from: float | None = None
+        self.sampling_to: float | None = None
+        self.synced: set[str] = set()
+
+    def update(self, stats: str) -> None:
+        fields = [field.strip() for field in stats.split("|")]
+        status = fields[-1]
+        if len(fields) >= 2 and fields[-2] == "Synchronizing object":
+            self.synced.add(status)
+            return
+        if _SAMPLE_STATUS.match(status) is not None:
+            if self.sampling_from is None:
+                self.sampling_from = cpu_self_s()
+        elif status.startswith("Finished") and self.sampling_from is not None and self.sampling_to is None:
+            self.sampling_to = cpu_self_s()
+
+    @property
+    def sampling_cpu_s(self) -> float | None:
+        if self.sampling_from is None or self.sampling_to is None:
+            return None
+        return self.sampling_to - self.sampling_from
+
+
 def render_frames(bpy: Any, scene: Any, request: dict[str, Any], marker_out: TextIO) -> list[dict[str, Any]]:
-    """Render each frame to its temp file, announce it for the parent to check and publish, and time it."""
+    """Render each frame to its temp file, announce it for the parent to check and publish, and time it.
+
+    ``scene.render.use_persistent_data`` is set by the caller. Setting ``render.filepath`` after
+    ``frame_set`` also matters with it: that update makes a kept session take settings a script
+    changed on the frame (measured: without it, a frame-change handler's new sample count is ignored).
+    """
     timings = []
-    for item in request["frames"]:
-        frame = int(item["frame"])
-        final = Path(item["output"])
-        wall0, cpu0 = time.perf_counter(), cpu_self_s()
-        final.parent.mkdir(parents=True, exist_ok=True)
-        temp = temp_output(final)
-        scene.frame_set(frame)
-        scene.render.filepath = str(temp)
-        try:
-            bpy.ops.render.render(write_still=True)
-            if not temp.is_file():
-                raise ChildError(f"Blender wrote no file for frame {frame} (expected {temp})")
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
-        timings.append(
-            {
-                "frame": frame,
-                "wall_s": time.perf_counter() - wall0,
-                "cpu_s": cpu_self_s() - cpu0,
-                "output": str(final),
-            }
-        )
-        marker_out.write(f"{FRAME_DONE} {frame}\n")
-        marker_out.flush()
+    clock = RenderClock()
+
+    def on_stats(stats: str) -> None:  # Blender calls plain functions only, not callable objects
+        clock.update(stats)
+
+    bpy.app.handlers.render_stats.append(on_stats)
+    try:
+        for item in request["frames"]:
+            frame = int(item["frame"])
+            final = Path(item["output"])
+            wall0, cpu0 = time.perf_counter(), cpu_self_s()
+            final.parent.mkdir(parents=True, exist_ok=True)
+            temp = temp_output(final)
+            scene.frame_set(frame)
+            scene.render.filepath = str(temp)
+            clock.reset()
+            try:
+                bpy.ops.render.render(write_still=True)
+                if not temp.is_file():
+                    raise ChildError(f"Blender wrote no file for frame {frame} (expected {temp})")
+            except BaseException:
+                temp.unlink(missing_ok=True)
+                raise
+            timings.append(
+                {
+                    "frame": frame,
+                    "wall_s": time.perf_counter() - wall0,
+                    "cpu_s": cpu_self_s() - cpu0,
+                    "sampling_cpu_s": clock.sampling_cpu_s,
+                    "synced_objects": len(clock.synced),
+                    "output": str(final),
+                }
+            )
+            marker_out.write(f"{FRAME_DONE} {frame}\n")
+            marker_out.flush()
+    finally:
+        bpy.app.handlers.render_stats.remove(on_stats)
     return timings
 
 
@@ -192,6 +299,8 @@ def run(argv: list[str], marker_out: TextIO) -> None:
         raise ChildError(f"{scene_path}: scene file not found")
     bpy.ops.wm.open_mainfile(filepath=str(scene_path), load_ui=False)
     scene = configure_scene(bpy, request)
+    persistent, persistent_note = persistent_data_choice(bpy, scene, request)
+    scene.render.use_persistent_data = persistent
     loaded_at = time.time()
     loaded_cpu_s = cpu_self_s()
 
@@ -206,6 +315,8 @@ def run(argv: list[str], marker_out: TextIO) -> None:
                 scene.render.resolution_x * scene.render.resolution_percentage // 100,
                 scene.render.resolution_y * scene.render.resolution_percentage // 100,
             ],
+            "persistent_data": persistent,
+            "persistent_data_note": persistent_note,
             "loaded_at": loaded_at,
             "loaded_cpu_s": loaded_cpu_s,
             "total_cpu_s": cpu_self_s(),

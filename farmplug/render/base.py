@@ -111,6 +111,9 @@ class RenderRequest:
     threads: int | None = None
     exr_layout: ExrLayout = "multipart"
     seed: int | None = None
+    #: Keep Cycles' scene data between the task's frames: None (default) where the scene allows
+    #: it, False never (a fresh scene sync per frame, as before), True always.
+    persistent_data: bool | None = None
     task: str = "render"
     role: str = "plan"
 

@@ -1,8 +1,8 @@
 """Blender Cycles renderer: renders a task's frames in a child process and times them.
 
-The child is ``python -m farmplug.render._blender_child`` (Blender as the ``bpy`` module) or,
-when a Blender executable is configured, ``blender -b --factory-startup --python
-_blender_child.py --``. Running Blender in a child keeps ``bpy`` out of the caller, lets a
+The child is ``python -P _blender_child.py`` (Blender as the ``bpy`` module; run by path so it
+never imports the farmplug package) or, when a Blender executable is configured, ``blender -b
+--factory-startup --python _blender_child.py --``. Running Blender in a child keeps ``bpy`` out of the caller, lets a
 cancelled task be killed cleanly, and makes its CPU time the child's own.
 
 Request and result cross the process boundary as JSON files checked by the pydantic models
@@ -31,7 +31,7 @@ from pydantic import Field
 from farmplug.errors import ConfigError, RenderError
 from farmplug.render.base import RenderRequest
 from farmplug.schema import StrictModel, load_model, save_model
-from farmplug.timing import FrameTiming, TimingRecord
+from farmplug.timing import FrameTiming, RenderCostSplit, TimingRecord
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ _TAIL_LINES = 20
 # package's __init__ would then import it before ``python -m`` runs it (a runpy warning).
 # tests/unit/test_render_request.py checks that both sides agree.
 CHILD_MODULE = "farmplug.render._blender_child"
-CHILD_SCHEMA_VERSION = 1
+CHILD_SCHEMA_VERSION = 2
 FRAME_DONE_MARKER = "FARMPLUG_FRAME_DONE"
 _FRAME_DONE = re.compile(rf"{FRAME_DONE_MARKER} (-?\d+)")
 _CHILD_ERROR_PREFIX = "farmplug render child:"
@@ -60,7 +60,7 @@ class ChildFrame(StrictModel):
 class ChildRequest(StrictModel):
     """The request file handed to the render child."""
 
-    schema_version: Literal[1] = CHILD_SCHEMA_VERSION
+    schema_version: Literal[2] = CHILD_SCHEMA_VERSION
     scene: str
     frames: list[ChildFrame] = Field(min_length=1)
     samples: int | None = Field(default=None, ge=1)
@@ -69,6 +69,7 @@ class ChildRequest(StrictModel):
     threads: int | None = Field(default=None, ge=1)
     exr_layout: Literal["multipart", "singlepart"] = "multipart"
     seed: int | None = Field(default=None, ge=0)
+    persistent_data: bool | None = Field(default=None, description="None: where the scene allows it")
 
 
 class ChildFrameTiming(StrictModel):
@@ -77,16 +78,20 @@ class ChildFrameTiming(StrictModel):
     frame: int
     wall_s: float = Field(ge=0)
     cpu_s: float = Field(ge=0)
+    sampling_cpu_s: float | None = Field(default=None, ge=0, description="CPU s from Cycles' first sample to Finished")
+    synced_objects: int = Field(ge=0, description="objects Cycles synchronised for the frame (render stats)")
     output: str
 
 
 class ChildResult(StrictModel):
     """The result file the render child writes on success."""
 
-    schema_version: Literal[1]
+    schema_version: Literal[2]
     blender_version: str
     samples: int
     resolution: tuple[int, int]
+    persistent_data: bool = Field(description="Cycles kept its scene data between the task's frames")
+    persistent_data_note: str = Field(description="why persistent data was on or off")
     loaded_at: float = Field(description="epoch seconds when the scene was loaded and configured")
     loaded_cpu_s: float = Field(ge=0, description="child CPU s from its start to scene loaded")
     total_cpu_s: float = Field(ge=0, description="child CPU s from its start to the result write")
@@ -127,7 +132,9 @@ class BlenderRenderer:
             RenderError: the configured Blender executable cannot be found.
         """
         if self.blender_executable is None:
-            return [str(self.python_executable), "-m", CHILD_MODULE, str(request_json), str(result_json)]
+            # By path, not ``-m CHILD_MODULE``: ``-m`` would import the farmplug package (pydantic
+            # and all) into every render child first. ``-P``: the script's folder stays off sys.path.
+            return [str(self.python_executable), "-P", str(child_script_path()), str(request_json), str(result_json)]
         blender = shutil.which(str(self.blender_executable))
         if blender is None:
             raise RenderError("Blender executable not found or not executable", path=self.blender_executable)
@@ -149,7 +156,9 @@ class BlenderRenderer:
 
         Frames are written to ``request.output_pattern`` as multilayer 32-bit float EXR (ZIP),
         one part per pass (``multipart``) or one part with every channel (``singlepart``).
-        Cycles' own denoiser is always off.
+        Cycles' own denoiser is always off. Cycles keeps its scene data between the task's frames
+        (persistent data) unless ``request.persistent_data`` is False or the scene does not
+        allow it; the record's ``settings["persistent_data"]`` and ``render_cost`` say which.
 
         Args:
             request: The task to render.
@@ -176,6 +185,7 @@ class BlenderRenderer:
             threads=request.threads,
             exr_layout=request.exr_layout,
             seed=request.seed,
+            persistent_data=request.persistent_data,
         )
         with tempfile.TemporaryDirectory(prefix="farmplug-render-") as workdir:
             request_json = Path(workdir) / "request.json"
@@ -190,7 +200,8 @@ class BlenderRenderer:
             except ConfigError as err:
                 raise RenderError(f"render child wrote no valid result ({err})", path=scene) from None
 
-        frames = [FrameTiming(frame=f.frame, wall_s=f.wall_s, cpu_s=f.cpu_s, output=f.output) for f in result.frames]
+        frames = [FrameTiming(frame=f.frame, wall_s=f.wall_s, cpu_s=f.cpu_s, sampling_cpu_s=f.sampling_cpu_s,
+                              synced_objects=f.synced_objects, output=f.output) for f in result.frames]
         frames_wall = sum(f.wall_s for f in frames)
         frames_cpu = sum(f.cpu_s for f in frames)
         # Overhead is everything that is not a frame: spawning the child, importing Blender,
@@ -215,6 +226,8 @@ class BlenderRenderer:
             overhead_wall_s=overhead_wall,
             overhead_cpu_s=overhead_cpu,
             frames=frames,
+            render_cost=RenderCostSplit.from_frames(frames, samples=result.samples,
+                                                    persistent_data=result.persistent_data),
             settings={
                 "scene": str(scene),
                 "samples": result.samples,
@@ -226,6 +239,8 @@ class BlenderRenderer:
                 "threads": request.threads,
                 "seed": request.seed,
                 "blender_version": result.blender_version,
+                "persistent_data": result.persistent_data,
+                "persistent_data_note": result.persistent_data_note,
             },
         )
 

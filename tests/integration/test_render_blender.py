@@ -111,6 +111,11 @@ def test_render_writes_passes_and_timing(render_scene: Path, tmp_path: Path, lay
     assert record.settings["resolution_percentage"] == 50
     assert record.settings["passes"] == "albedo,depth,motion,normal"
     assert record.settings["layout"] == layout
+    # Two frames of an animated shot: Cycles kept its scene data between them, and every frame's
+    # cost is split into its fixed part and its sampling (tests/integration/test_render_costs.py).
+    assert record.settings["persistent_data"] is True
+    assert record.render_cost is not None and record.render_cost.samples == 4 and record.render_cost.frames == 2
+    assert all(f.sampling_cpu_s is not None and 0 < f.sampling_cpu_s < f.cpu_s for f in record.frames)
 
 
 def test_frames_differ_in_noise_and_motion(render_scene: Path, tmp_path: Path) -> None:

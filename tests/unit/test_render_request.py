@@ -106,7 +106,10 @@ def test_blender_renderer_is_a_renderer() -> None:
 def test_default_child_is_bpy_module(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FARMPLUG_BLENDER", raising=False)
     command = BlenderRenderer(python_executable="/opt/py/bin/python").command(Path("req.json"), Path("res.json"))
-    assert command == ["/opt/py/bin/python", "-m", "farmplug.render._blender_child", "req.json", "res.json"]
+    from farmplug.render import blender
+
+    # The script by path (-P: its folder off sys.path), so the child never imports the farmplug package.
+    assert command == ["/opt/py/bin/python", "-P", str(blender.child_script_path()), "req.json", "res.json"]
 
 
 def _fake_blender(tmp_path: Path) -> Path:
