@@ -1,4 +1,8 @@
-"""The denoise stage's config and descriptor (light: pydantic only; the OIDN backend is imported when a task runs)."""
+"""The denoise stage's configs and descriptors (light: pydantic only; the backends are imported when a task runs).
+
+Two backends: ``oidn`` denoises each frame on its own; ``temporal`` first gathers the same
+surfaces from the neighbouring frames along the renderer's Vector pass, then denoises with OIDN.
+"""
 
 from __future__ import annotations
 
@@ -44,4 +48,53 @@ DESCRIPTOR = StageDescriptor(
     tiling=True,
     devices=("cpu", "cuda"),
     cli_aliases={"--require-aux": ("missing_aux", "error")},
+)
+
+
+class TemporalDenoiseConfig(DenoiseConfig):
+    """Temporal denoise settings (backend ``temporal``): the OIDN settings, plus the window and its checks.
+
+    Each frame gathers the noisy colour, albedo and normal of its neighbours within ``window``
+    frames each side, reprojected along the Vector pass; a neighbour's pixel counts only where it
+    shows the same surface (depth, normal, object ID and the vectors back agree, and it was not
+    hidden), weighted by how well its per-frame denoised colour agrees; then OIDN denoises the sum.
+    """
+
+    backend: Literal["temporal"] = "temporal"  # type: ignore[assignment]
+    window: int = Field(default=2, ge=1, le=8, description="neighbouring frames each side to gather from")
+    missing_motion: Literal["warn", "error"] = Field(
+        default="warn", description="when a frame has no Vector pass: denoise it on its own (warn) or fail (error)"
+    )
+    depth_tolerance: float = Field(
+        default=0.03, gt=0, le=1, description="largest relative depth change per frame for the same surface"
+    )
+    normal_tolerance: float = Field(
+        default=0.9, ge=-1, lt=1, description="smallest cosine between the normals of the same surface"
+    )
+    color_tolerance: float = Field(
+        default=0.04, gt=0, le=1,
+        description="display-value difference between the frames' own denoised colour at which a neighbour's "
+        "weight falls to 1/e (reflections and shadows that do not follow the vectors)",
+    )
+    guide_quality: Literal["default", "fast", "balanced", "high"] = Field(
+        default="fast", description="OIDN quality of the per-frame denoise the neighbours are compared on"
+    )
+
+    def passes(self) -> frozenset[str]:
+        return frozenset({"albedo", "normal", "depth", "motion", "object_index"})
+
+
+TEMPORAL_DESCRIPTOR = StageDescriptor(
+    kind="denoise",
+    backend="temporal",
+    config=TemporalDenoiseConfig,
+    summary="denoise frames with their neighbours reprojected along the Vector pass, then OIDN",
+    task_factory="farmplug.denoise.temporal:TemporalDenoiseStage",
+    mode="window",
+    window=TemporalDenoiseConfig.model_fields["window"].default,
+    order=10,
+    required_features=frozenset({"color"}),
+    optional_features=frozenset({"albedo", "normal", "depth", "motion"}),
+    devices=("cpu", "cuda"),
+    cli_aliases={"--require-aux": ("missing_aux", "error"), "--require-motion": ("missing_motion", "error")},
 )

@@ -19,6 +19,7 @@ from farmplug.frames import chunk, format_frame_set, keys_around
 from farmplug.models import Plan, Shot
 from farmplug.render.base import frame_path
 from farmplug.schema import StrictModel, load_model, save_model
+from farmplug.stages.base import StageConfig, StageDescriptor
 from farmplug.stages.registry import descriptor_of
 from farmplug.timing import TIMING_SUFFIX
 
@@ -248,42 +249,55 @@ def compile_plan(plan: Plan, shot: Shot, *, plan_file: Path, shot_file: Path, ru
     outside = [f for f in delivered if not shot.frames.start <= f <= shot.frames.end]
     if outside:
         raise ConfigError(f"frames {outside} are outside the shot's frames {shot.frames.start}-{shot.frames.end}")
-    rendered = _rendered(plan.keyframes(shot), delivered) if maker else delivered
+    # Frames each window stage needs of the stage before it, beyond the frames it makes: the
+    # windows of the stages after it add up (each one reads its predecessor's neighbours).
+    windows = [stage_window(s, descriptor_of(s)) for s in frame_stages]
+    reaches = [sum(windows[i + 1:]) for i in range(len(windows))]
+    if maker:
+        rendered = _rendered(plan.keyframes(shot), delivered)
+    else:
+        # A shot's first and last frames have fewer neighbours: the stage uses the ones there are.
+        rendered = _around(delivered, sum(windows), shot.frames.start, shot.frames.end)
     render_chunks = chunk(rendered, plan.chunk_size)
     # Per chain level, the task of each render chunk (level 0: the render itself).
     # With no stage working on rendered frames, the render itself is delivered.
     source = layout.render if frame_stages else layout.final
-    levels: list[list[Task]] = [[]]
+    levels: list[list[Task | None]] = [[]]
     for frames in render_chunks:
         levels[0].append(render_task("render", "plan", frames, plan.samples_for(shot), source, plan.passes()))
     for index, stage in enumerate(frame_stages):
-        described = descriptor_of(stage)
         last = index == len(frame_stages) - 1
         target = layout.final if last else layout.stage(stage.kind)
         template = [
             "run", stage.kind, "--layer", stage.kind, "--plan", plan_abs,
             "--input", source, "--output", target, "--frames", FRAMES_TOKEN,
         ]
-        level = []
-        for position, frames in enumerate(render_chunks):
+        window = windows[index]
+        # Restricted to some frames, a stage makes only those and the neighbours the stages after it read.
+        needed = set(rendered) if maker else set(_around(delivered, reaches[index], shot.frames.start, shot.frames.end))
+        level: list[Task | None] = []
+        for position, chunk_frames in enumerate(render_chunks):
+            frames = [f for f in chunk_frames if f in needed]
+            if not frames:
+                level.append(None)
+                continue
             depends = [levels[-1][position].id]
-            if described.mode == "window":
+            if window:
                 # A window of neighbours reaches into the chunks around this one.
-                lo, hi = frames[0] - described.window, frames[-1] + described.window
+                lo, hi = frames[0] - window, frames[-1] + window
                 depends += [t.id for other, t in enumerate(levels[-1])
-                            if other != position and t.frames[-1] >= lo and t.frames[0] <= hi]
+                            if t is not None and other != position and t.frames[-1] >= lo and t.frames[0] <= hi]
             level.append(make(
                 stage.kind, "stage", stage.kind, "plan", template, frames, depends_on=depends,
                 outputs=[str(frame_path(target, f)) for f in frames], timing_dir=str(Path(target).parent),
-                gpus=1 if stage.uses_gpu() else 0, reads="window" if described.mode == "window" else "frame",
-                window=described.window if described.mode == "window" else 0,
-                inputs=[plan_abs, *_outputs_of(depends, levels[-1])],
+                gpus=1 if stage.uses_gpu() else 0, reads="window" if window else "frame", window=window,
+                inputs=[plan_abs, *_outputs_of(depends, [t for t in levels[-1] if t is not None])],
             ))
         levels.append(level)
         source = target
     # Chunk by chunk, so each chunk's chain is listed together (the farms' files keep this order).
     for position in range(len(render_chunks)):
-        tasks += [level[position] for level in levels]
+        tasks += [level[position] for level in levels if level[position] is not None]
     last_of_chunk = levels[-1]
 
     if maker is not None:
@@ -348,10 +362,26 @@ def compile_plan(plan: Plan, shot: Shot, *, plan_file: Path, shot_file: Path, ru
     )
 
 
+def stage_window(config: StageConfig, described: StageDescriptor) -> int:
+    """Frames each side a stage reads: 0 unless its mode is ``window``; then its config's ``window``
+    field where it has one (a setting of the stage), else the descriptor's ``window``."""
+    if described.mode != "window":
+        return 0
+    value = getattr(config, "window", None)
+    return value if isinstance(value, int) and not isinstance(value, bool) else described.window
+
+
 def _outputs_of(ids: Sequence[str], tasks: Sequence[Task]) -> list[str]:
     """The outputs of the tasks ``ids`` names (a task's inputs are its dependencies' outputs)."""
     wanted = set(ids)
     return list(dict.fromkeys(out for t in tasks if t.id in wanted for out in t.outputs))
+
+
+def _around(frames: Sequence[int], reach: int, first: int, last: int) -> list[int]:
+    """``frames`` and the frames within ``reach`` of them, inside ``first..last``."""
+    if reach <= 0:
+        return sorted(set(frames))
+    return sorted({g for f in frames for g in range(max(first, f - reach), min(last, f + reach) + 1)})
 
 
 def _rendered(keyframes: list[int], delivered: list[int]) -> list[int]:

@@ -1,17 +1,25 @@
-"""Running a stage over a list of frames: read, process, write atomically, time every frame."""
+"""Running a stage over a list of frames: read, process, write atomically, time every frame.
+
+A ``mode="frame"`` stage gets each frame on its own (``process``). A ``mode="window"`` stage
+(:class:`WindowStage`) also gets the neighbours within its window each side (``process_window``),
+read from the same input pattern: the neighbours that exist, up to the first missing one each
+side (a shot's first and last frames have fewer), each read once per task.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from farmplug import __version__
 from farmplug.errors import FarmplugError, ImageError
-from farmplug.imageio import read_frame, write_frame
+from farmplug.imageio import Frame, read_frame, write_frame
 from farmplug.stages import create_stage
+from farmplug.stages.base import ProcessInfo, StageDescriptor
 from farmplug.timing import FrameTiming, Stopwatch, TimingRecord
 
 log = logging.getLogger(__name__)
@@ -19,11 +27,31 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class FrameJob:
-    """One frame to process: its number, where to read it and where to write the result."""
+    """One frame to process: its number, where to read it and where to write the result.
+
+    ``pattern`` is the input pattern the frame came from, where a window stage's neighbours are.
+    """
 
     frame: int
     source: Path
     destination: Path
+    pattern: str | None = None
+
+
+@runtime_checkable
+class WindowStage(Protocol):
+    """A stage that reads the neighbouring frames of each frame (``mode="window"``)."""
+
+    descriptor: StageDescriptor
+
+    def open(self) -> None:
+        """Load models / create devices; called once per task."""
+
+    def process_window(self, frame: Frame, neighbours: Mapping[int, Frame]) -> tuple[Frame, ProcessInfo]:
+        """Process ``frame`` with its ``neighbours`` (offset -> frame: -1 the previous, 1 the next...)."""
+
+    def close(self) -> None:
+        """Release devices and models; safe to call twice."""
 
 
 def run_stage(
@@ -40,10 +68,12 @@ def run_stage(
 
     The stage is opened once (model/device load counted as task overhead), then each frame is read,
     processed and written atomically. A bad input stops the run with an error naming the file;
-    frames finished before it stay valid.
+    frames finished before it stay valid. A window stage also reads each frame's neighbours from
+    its job's ``pattern`` (their reading counts in the frame's time; each is read once).
 
     Raises:
-        FarmplugError: a missing or corrupt input, a missing pass, or a backend failure.
+        FarmplugError: a missing or corrupt input, a missing pass, a neighbour that does not match
+            its frame (both files named), or a backend failure.
     """
     missing = [str(j.source) for j in jobs if not j.source.is_file()]
     if missing:
@@ -55,6 +85,8 @@ def run_stage(
     opened = False
     device = "cpu"
     frames: list[FrameTiming] = []
+    window = _window(config, stage.descriptor)
+    around: dict[Path, Frame] = {}
     provenance = {
         "stage": stage.descriptor.name,
         "backend": stage.descriptor.backend,
@@ -68,6 +100,7 @@ def run_stage(
             _check_passes(stage.descriptor, job.source)
             with Stopwatch() as reading:
                 frame = read_frame(job.source)
+                neighbours = _neighbours(job, frame, window, around) if window else {}
             if not opened:
                 # Open (load the model, create the device) once the first input has read, so a bad
                 # file is reported at once; the load is the task's overhead, not a frame's cost.
@@ -76,8 +109,12 @@ def run_stage(
                 opened = True
                 device = getattr(stage, "device_name", "cpu")
             with Stopwatch() as work:
-                result, info = stage.process(frame)
-                write_frame(job.destination, result, provenance=provenance, inputs=[job.source])
+                if window:
+                    result, info = stage.process_window(frame, neighbours)
+                else:
+                    result, info = stage.process(frame)
+                write_frame(job.destination, result, provenance=provenance,
+                            inputs=[job.source, *(n.path for n in neighbours.values() if n.path is not None)])
             frames.append(
                 FrameTiming(
                     frame=job.frame,
@@ -105,6 +142,59 @@ def run_stage(
     )
 
 
+def _window(config, descriptor: StageDescriptor) -> int:
+    """Frames each side a window stage reads (its config's, see :func:`farmplug.graph.stage_window`); 0 otherwise."""
+    if descriptor.mode != "window":
+        return 0
+    from farmplug.graph import stage_window
+
+    return stage_window(config, descriptor)
+
+
+def _neighbours(job: FrameJob, frame: Frame, window: int, around: dict[Path, Frame]) -> dict[int, Frame]:
+    """The frames within ``window`` of ``job``'s frame that exist at its input pattern, up to the first
+    missing one each side; ``around`` keeps the frames read for the next job (and drops the others).
+
+    Raises:
+        ImageError: a neighbour does not match the frame (size or passes), naming both files.
+    """
+    from farmplug.render.base import frame_path, has_frame_token
+
+    found: dict[int, Frame] = {}
+    if not job.pattern or not has_frame_token(job.pattern):
+        return found
+    for direction in (-1, 1):
+        for step in range(1, window + 1):
+            path = frame_path(job.pattern, job.frame + direction * step)
+            if not path.is_file():
+                break
+            neighbour = around.get(path)
+            if neighbour is None:
+                neighbour = read_frame(path)
+            _check_neighbour(frame, neighbour)
+            found[direction * step] = neighbour
+    kept = {n.path: n for n in found.values()}
+    around.clear()
+    around.update(kept)
+    return found
+
+
+def _check_neighbour(frame: Frame, neighbour: Frame) -> None:
+    """A neighbour must have the frame's size and passes, or nothing of it lines up.
+
+    Raises:
+        ImageError: naming both files and what differs.
+    """
+    window, theirs = frame.feature_window("color"), neighbour.feature_window("color") if neighbour.has("color") else None
+    if theirs != window:
+        size = f"{theirs.width}x{theirs.height}" if theirs is not None else "no colour"
+        raise ImageError(f"neighbouring frame {neighbour.path} does not match {frame.path}: {size} against "
+                         f"{window.width}x{window.height}")
+    if neighbour.features() != frame.features():
+        raise ImageError(f"neighbouring frame {neighbour.path} does not match {frame.path}: passes "
+                         f"{sorted(neighbour.features())} against {sorted(frame.features())}")
+
+
 def _check_passes(descriptor, source: Path) -> None:
     """The passes the stage cannot do without, checked from the file's headers before its pixels are read.
 
@@ -130,7 +220,7 @@ def frame_jobs(input_pattern: str, output_pattern: str, frames: Sequence[int]) -
     """
     from farmplug.render.base import frame_path
 
-    jobs = [FrameJob(f, frame_path(input_pattern, f), frame_path(output_pattern, f)) for f in frames]
+    jobs = [FrameJob(f, frame_path(input_pattern, f), frame_path(output_pattern, f), str(input_pattern)) for f in frames]
     if len({job.destination for job in jobs}) < len(jobs):
         raise FarmplugError(f"--output {output_pattern} has no frame token (#### or %04d), but {len(jobs)} frames "
                             "would be written to it")

@@ -64,8 +64,11 @@ def add_run_parsers(verbs: argparse._SubParsersAction) -> None:
     render.add_argument("--layout", choices=("multipart", "singlepart"), default="multipart", help="EXR layout")
     _add_task_args(render)
 
+    backends: dict[str, list[StageDescriptor]] = {}
     for d in descriptors():
-        _add_stage_parser(what, d)
+        backends.setdefault(d.kind, []).append(d)
+    for group in backends.values():
+        _add_stage_parser(what, group)
 
     fallback = what.add_parser("fallback", help="render for real the frames a stage could not vouch for",
                                formatter_class=help_formatter)
@@ -107,8 +110,12 @@ def _field_option(annotation: Any) -> dict[str, Any]:
     return {"type": str}
 
 
-def _add_stage_parser(what: argparse._SubParsersAction, d: StageDescriptor) -> None:
-    p = what.add_parser(d.kind, help=d.summary, formatter_class=help_formatter)
+def _add_stage_parser(what: argparse._SubParsersAction, group: list[StageDescriptor]) -> None:
+    """``farmplug run KIND``: one sub-command per stage kind, ``--backend`` choosing among its backends
+    (the first one by default, or the plan's) and the settings of every backend."""
+    d = group[0]
+    summary = d.summary if len(group) == 1 else "; ".join(f"{g.backend}: {g.summary}" for g in group)
+    p = what.add_parser(d.kind, help=summary, formatter_class=help_formatter)
     add_common(p)
     if d.mode == "keyframes":
         p.add_argument("--input", required=True, help="keyframe pattern (#### or %%04d)")
@@ -131,20 +138,30 @@ def _add_stage_parser(what: argparse._SubParsersAction, d: StageDescriptor) -> N
         p.add_argument("--rejected", default=None, help="also write frames that fail the check here, for inspection")
     p.add_argument("--plan", type=Path, default=None, help=f"take the {d.kind} settings from this plan")
     settings = p.add_argument_group(f"{d.kind} settings (default: the plan's, else the stage's defaults)")
-    for name, info in d.config.model_fields.items():
-        if name in _RESERVED:
-            continue
-        settings.add_argument(f"--{name.replace('_', '-')}", dest=f"cfg_{name}", default=None,
-                              help=f"{info.description or name} (stage default: {info.default!r})",
-                              **_field_option(info.annotation))
-    for flag, (name, value) in d.cli_aliases.items():
-        info = d.config.model_fields[name]
-        if value is None:
-            settings.add_argument(flag, dest=f"cfg_{name}", default=None, help=f"same as --{name.replace('_', '-')}",
+    if len(group) > 1:
+        settings.add_argument("--backend", dest="cfg_backend", choices=[g.backend for g in group], default=None,
+                              help=f"the {d.kind} backend (default: the plan's, else {d.backend})")
+    added: set[str] = set()
+    for g in group:
+        for name, info in g.config.model_fields.items():
+            if name in _RESERVED or name in added:
+                continue
+            added.add(name)
+            only = f" [{g.backend}]" if any(name not in o.config.model_fields for o in group) else ""
+            settings.add_argument(f"--{name.replace('_', '-')}", dest=f"cfg_{name}", default=None,
+                                  help=f"{info.description or name} (stage default: {info.default!r}){only}",
                                   **_field_option(info.annotation))
-        else:
-            settings.add_argument(flag, dest=f"cfg_{name}", action="store_const", const=value, default=None,
-                                  help=f"same as --{name.replace('_', '-')} {value}")
+        for flag, (name, value) in g.cli_aliases.items():
+            if flag in added:
+                continue
+            added.add(flag)
+            info = g.config.model_fields[name]
+            if value is None:
+                settings.add_argument(flag, dest=f"cfg_{name}", default=None, help=f"same as --{name.replace('_', '-')}",
+                                      **_field_option(info.annotation))
+            else:
+                settings.add_argument(flag, dest=f"cfg_{name}", action="store_const", const=value, default=None,
+                                      help=f"same as --{name.replace('_', '-')} {value}")
     _add_task_args(p)
 
 
@@ -237,6 +254,7 @@ def stage_config(args: argparse.Namespace, d: StageDescriptor):
     """
     from farmplug.models import load_plan
     from farmplug.schema import validate_data
+    from farmplug.stages.registry import descriptor
 
     config = d.config()
     if args.plan is not None:
@@ -244,9 +262,19 @@ def stage_config(args: argparse.Namespace, d: StageDescriptor):
         config = plan.stage(d.kind)
         if config is None:
             raise FarmplugError(f"the plan has no {d.kind} stage", path=args.plan)
-    updates = {name: getattr(args, f"cfg_{name}") for name in d.config.model_fields
-               if getattr(args, f"cfg_{name}", None) is not None}
-    return validate_data(type(config), {**config.model_dump(), **updates}, source="command line")
+    given = {key[4:]: value for key, value in vars(args).items() if key.startswith("cfg_") and value is not None}
+    backend = given.pop("backend", config.backend)
+    model = descriptor(d.kind, backend).config
+    base = config.model_dump()
+    if backend != config.backend:
+        # Another backend than the plan's: the settings both have carry over, the others are its defaults.
+        base = {name: value for name, value in base.items() if name in model.model_fields and name != "backend"}
+        base["backend"] = backend
+    foreign = sorted(name for name in given if name not in model.model_fields)
+    if foreign:
+        option = "--" + foreign[0].replace("_", "-")
+        raise FarmplugError(f"{option} is not a setting of {d.kind}:{backend}; choose its backend with --backend")
+    return validate_data(model, {**base, **given}, source="command line")
 
 
 # --- tasks ------------------------------------------------------------------------------------
@@ -275,8 +303,7 @@ def run_frame_stage(args: argparse.Namespace, d: StageDescriptor) -> int:
     from farmplug.progress import progress_bar
     from farmplug.runner import frame_jobs, run_stage
 
-    if d.mode != "frame":
-        raise FarmplugError(f"stage {d.key} reads a window of frames ({d.mode}), which this version cannot run yet")
+    # A window stage's neighbours are read from the same input pattern (the runner finds them).
     config = stage_config(args, d)
     frames = _within(args, _frames_for(args, args.input, args.output))
     tid, timing = _task_names(args, frames, Path(args.output).parent)

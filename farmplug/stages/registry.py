@@ -19,6 +19,7 @@ ENTRY_POINT_GROUP = "farmplug.stages"
 # kind:backend -> the module:attribute of its descriptor.
 BUILTIN_STAGES: dict[str, str] = {
     "denoise:oidn": "farmplug.denoise.config:DESCRIPTOR",
+    "denoise:temporal": "farmplug.denoise.config:TEMPORAL_DESCRIPTOR",
     "upscale:guided": "farmplug.upscale.config:DESCRIPTOR",
     "inbetween:splat": "farmplug.inbetween.config:DESCRIPTOR",
 }

@@ -27,7 +27,7 @@ def test_stage_registry_lists_builtins_and_rejects_unknown():
 
     assert {"denoise:oidn", "inbetween:splat"} <= set(available_stages())
     bad = DenoiseConfig.model_construct(kind="denoise", backend="optix")
-    with pytest.raises(FarmplugError, match=r"unknown stage denoise:optix; available: denoise:oidn, upscale:guided, inbetween:splat"):
+    with pytest.raises(FarmplugError, match=r"unknown stage denoise:optix; available: denoise:oidn, denoise:temporal, upscale:guided, inbetween:splat"):
         create_stage(bad)
 
 

@@ -258,7 +258,7 @@ def test_a_stage_that_is_not_installed_is_said_so(nuke, hostile_frames):
     from farmplug_nuke import ui
 
     nuke.read(str(hostile_frames / "plate.%04d.exr"), 1, 2)
-    kinds = sorted(s["kind"] for s in _installed())
+    kinds = sorted({s["kind"] for s in _installed()})
     assert ui.run_on_selected("retime") == []
     assert nuke.messages == [f"farmplug: no retime stage is installed (installed: {', '.join(kinds)})"]
 
@@ -312,7 +312,10 @@ def test_cancel_in_the_progress_task_stops_farmplug(nuke, hostile_frames):
 
 def test_submit_writes_an_openjd_bundle_or_runs_on_the_local_farm(nuke, hostile_frames):
     nuke.read(str(hostile_frames / "plate.%04d.exr"), 1, 2)
-    per_frame = [s["kind"] for s in _installed() if s["mode"] == "frame"]
+    first = {}
+    for s in _installed():
+        first.setdefault(s["kind"], s)  # the menu offers each kind's first backend
+    per_frame = [kind for kind, s in first.items() if s["mode"] == "frame"]
     # With several per-frame stages the artist picks one first (denoise here).
     stage = [per_frame.index("denoise")] if len(per_frame) > 1 else []
     nuke.answers = [*stage, None]

@@ -55,13 +55,17 @@ def add_menu(parent: str = "Nuke"):
 
 
 def installed_stages() -> dict[str, dict]:
-    """The stages farmplug has, by kind (``farmplug nuke stages --json``).
+    """The stages farmplug has, by kind (``farmplug nuke stages --json``): each kind's first backend,
+    the one ``farmplug run KIND`` uses unless told otherwise.
 
     Raises:
         MenuError: farmplug is missing or failed.
     """
     done = _run_quick([*find_executable(), "nuke", "stages", "--json"])
-    return {s["kind"]: s for s in json.loads(done)["stages"]}
+    stages: dict[str, dict] = {}
+    for stage in json.loads(done)["stages"]:
+        stages.setdefault(stage["kind"], stage)
+    return stages
 
 
 def _run_quick(argv: list[str]) -> str:
