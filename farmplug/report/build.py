@@ -70,6 +70,7 @@ from farmplug.report.model import (
     Figures,
     FrameQuality,
     InbetweenSummary,
+    LongerShot,
     MachineInfo,
     PlanInfo,
     PricesInfo,
@@ -211,6 +212,9 @@ def compute_savings(graph: JobGraph, records: dict[str, TimingRecord], shot: Sho
     if full <= 0 or plan_cost <= 0:
         raise FarmplugError(f"cannot compute savings: measured cost is zero (full {full:.3f}, plan {plan_cost:.3f} core-s)")
     return Savings(
+        render_fixed_share=render_fixed_share([records[t.id] for t in graph.tasks
+                                               if t.role == "plan" and t.kind == "render"]),
+        longer_shots=longer_shots(full / n, rerun / n, calibration_cost, n),
         frames=n,
         core_seconds_full=full,
         core_seconds_plan=plan_cost,
@@ -229,6 +233,31 @@ def compute_savings(graph: JobGraph, records: dict[str, TimingRecord], shot: Sho
             + (", calibration included)." if any(k.startswith(CALIBRATION_PREFIX) for k in records) else ").")
         ),
     )
+
+
+#: The longer shots a single run's savings are projected to, as multiples of its frames.
+LONGER_SHOTS = (2, 4, 10)
+
+
+def longer_shots(full_per_frame: float, plan_per_frame: float, calibration: float, frames: int) -> list[LongerShot]:
+    """The ratio on shots ``LONGER_SHOTS`` times as long, with the same per-frame costs (task
+    start-ups included as measured) and the one-off calibration paid once. Empty without one (the
+    ratio would not change)."""
+    if calibration <= 0 or plan_per_frame <= 0:
+        return []
+    return [LongerShot(frames=frames * k, ratio=full_per_frame * frames * k / (plan_per_frame * frames * k + calibration))
+            for k in LONGER_SHOTS]
+
+
+def render_fixed_share(renders: Sequence[TimingRecord]) -> float | None:
+    """The part of the plan's render cost per frame that fewer samples do not shrink: every task's
+    start-up plus each frame's fixed part (the renderer's measured split); None when a render
+    record has no split."""
+    if not renders or any(r.render_cost is None for r in renders):
+        return None
+    total = sum(r.cpu_s for r in renders)
+    fixed = sum(r.overhead_cpu_s + r.render_cost.fixed_cpu_s_per_frame * len(r.frames) for r in renders)
+    return min(1.0, fixed / total) if total > 0 else None
 
 
 def stage_costs(graph: JobGraph, records: dict[str, TimingRecord]):

@@ -101,6 +101,13 @@ class StageCost(StrictModel):
     overhead_core_seconds: float
 
 
+class LongerShot(StrictModel):
+    """The measured per-frame costs on ``frames`` frames, the calibration paid once (a projection)."""
+
+    frames: int = Field(ge=1)
+    ratio: float = Field(gt=0)
+
+
 class Savings(StrictModel):
     """The headline: what a traditional full render would cost against the plan.
 
@@ -134,6 +141,15 @@ class Savings(StrictModel):
     plan_core_seconds_per_frame: float
     measured_frames_full: list[int]
     method: str
+    render_fixed_share: float | None = Field(
+        default=None, ge=0, le=1,
+        description="of the plan's render cost per frame, the part that does not shrink with fewer samples: task "
+                    "start-up (process, scene load) per frame plus each frame's fixed part (scene sync, BVH, film); "
+                    "None when the renderer did not measure the split")
+    longer_shots: list[LongerShot] = Field(
+        default_factory=list,
+        description="a projection, not a measurement: the ratio on a longer shot of the same frames, the one-off "
+                    "calibration counted once")
 
 
 class ShotInfo(StrictModel):

@@ -122,3 +122,31 @@ def test_no_reference_frames_is_an_error_not_a_made_up_ratio():
     plan, s, graph = compiled(8, 4, [])
     with pytest.raises(FarmplugError, match="no full-quality reference frames"):
         compute_savings(graph, records_for(graph, {}), s, plan)
+
+
+def test_a_longer_shot_pays_the_calibration_once_a_labelled_projection():
+    plan, s, graph = compiled(10, 4, [1, 10])
+    records = records_for(graph, {"reference-0001-0010": ({1: 100.0, 10: 100.0}, 40.0)})
+    assert compute_savings(graph, records, s, plan).longer_shots == []  # no calibration: the ratio would not change
+    records[f"{CALIBRATION_PREFIX}x1-32/render.timing.json"] = record("calibration", "render", "calibration",
+                                                                     {1: 50.0}, 10.0)
+    savings = compute_savings(graph, records, s, plan)
+    full, rerun, once = savings.core_seconds_full, savings.core_seconds_plan - 60.0, 60.0
+    assert [(p.frames, p.ratio) for p in savings.longer_shots] == [
+        (n * 10, pytest.approx(full * n / (rerun * n + once))) for n in (2, 4, 10)]
+    # Longer shots approach the ratio without calibration from below, never past it.
+    assert savings.ratio < savings.longer_shots[0].ratio < savings.longer_shots[-1].ratio < savings.ratio_without_calibration
+
+
+def test_the_fixed_share_of_a_reduced_frame_comes_from_the_renderer_s_split():
+    from farmplug.report.build import render_fixed_share
+    from farmplug.timing import RenderCostSplit
+
+    plain = record("render-0001-0004", "render", "plan", {1: 2.0, 2: 2.0, 3: 2.0, 4: 2.0}, 4.0)
+    assert render_fixed_share([plain]) is None  # no measured split: not guessed
+    split = RenderCostSplit(samples=32, frames=4, persistent_data=True, fixed_cpu_s_per_frame=0.5,
+                            fixed_cpu_s_first_frame=0.8, fixed_cpu_s_later_frames=0.4, cpu_s_per_sample=1.5 / 32)
+    measured = plain.model_copy(update={"render_cost": split})
+    # Start-up 4 + 4 frames x 0.5 fixed = 6 of the task's 12 core-s.
+    assert render_fixed_share([measured]) == pytest.approx(6.0 / 12.0)
+    assert render_fixed_share([measured, plain]) is None
