@@ -79,6 +79,14 @@ def cpu_self_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def template_literal(bpy: Any, path: str) -> str:
+    """``path`` as Blender must be given it to write there: from 4.5 on, render output paths are
+    path templates (``{blend_name}``), so a literal brace is written doubled."""
+    if tuple(bpy.app.version[:2]) >= (4, 5):
+        return path.replace("{", "{{").replace("}", "}}")
+    return path
+
+
 def temp_output_for_pid(final: Path, pid: int) -> Path:
     """Hidden temp file of process ``pid`` in the final file's folder (the rename is atomic)."""
     return final.with_name(f".{final.name}.{pid}.tmp.exr")
@@ -254,7 +262,7 @@ def render_frames(bpy: Any, scene: Any, request: dict[str, Any], marker_out: Tex
             final.parent.mkdir(parents=True, exist_ok=True)
             temp = temp_output(final)
             scene.frame_set(frame)
-            scene.render.filepath = str(temp)
+            scene.render.filepath = template_literal(bpy, str(temp))
             clock.reset()
             try:
                 bpy.ops.render.render(write_still=True)

@@ -362,12 +362,14 @@ def publish_render(temp: Path, final: Path, *, passes: frozenset[str], like: Pat
     from farmplug.errors import ImageError
     from farmplug.imageio import read_frame
     from farmplug.imageio.channels import FEATURES
+    from farmplug.imageio.exr import disk_full_hint
 
     try:
         try:
             frame = read_frame(temp)
         except ImageError as err:
-            raise RenderError(f"Blender's frame did not read back, nothing published: {err}", path=final) from None
+            raise RenderError(f"Blender's frame did not read back, nothing published: {err}{disk_full_hint(temp)}",
+                              path=final) from None
         # Passes the channel vocabulary names (ID passes have no feature of their own to look for).
         missing = [p for p in ("color", *sorted(passes)) if p in FEATURES and not frame.has(p)]
         if missing:

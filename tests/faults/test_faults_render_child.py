@@ -41,7 +41,7 @@ def test_a_full_disk_publishes_nothing_and_fails_in_one_line(tiny_scene, small_d
                "--passes", "albedo,normal,depth,motion", "--no-timing"])
     err = capsys.readouterr().err.strip()
     assert rc == 1, "a render into a full disk must fail"
-    assert err.count("\n") == 0 and err.startswith("farmplug: error:")
+    assert err.count("\n") == 0 and err.startswith("farmplug: error:") and "no space left" in err.lower(), err
     # Every frame that is there reads back whole; nothing half-written is under a final name.
     for path in (small_disk / "frames").glob("tiny.*.exr"):
         read_frame(path)

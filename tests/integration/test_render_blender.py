@@ -167,3 +167,12 @@ def test_progress_callback_failure_stops_the_child(render_scene: Path, tmp_path:
     with pytest.raises(Cancelled):
         BlenderRenderer().render(request, progress=cancel)
     assert not [p for p in out.iterdir() if p.name.startswith(".")], "temp files left behind"
+
+
+def test_braces_in_an_output_path_are_literal_not_blender_path_templates(render_scene: Path, tmp_path: Path) -> None:
+    """Blender 4.5+ expands ``{blend_name}`` in render output paths; a folder a studio named with
+    braces must get the frames under its own name (the child doubles them for Blender)."""
+    pattern = tmp_path / "take {blend_name} {x}" / "shot.####.exr"
+    BlenderRenderer().render(RenderRequest(scene=render_scene, frames=(1,), output_pattern=pattern, samples=1))
+    assert (tmp_path / "take {blend_name} {x}" / "shot.0001.exr").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["take {blend_name} {x}"]
