@@ -381,13 +381,30 @@ def measured_cost(records: Sequence[tuple[Task, TimingRecord]], *, made: int = 0
     layers = {}
     for what, rs in grouped.items():
         frames = [f for r in rs for f in r.frames]
+        # A render with Cycles' persistent data pays the scene sync on a task's first frame only:
+        # that extra is a per-task cost, so the estimate holds for chunks of any length. The
+        # split keeps the layer's total exact (tasks x start-up + frames x per-frame = measured).
+        extra = _first_frame_extra(rs)
+        total = sum(r.cpu_s for r in rs)
+        start_ups = sum(r.overhead_cpu_s for r in rs) + extra
         layers[what] = LayerCost(
-            core_s_per_frame=sum(f.cpu_s for f in frames) / len(frames) if frames else 0.0,
-            overhead_core_s=sum(r.overhead_cpu_s for r in rs) / len(rs),
+            core_s_per_frame=(total - start_ups) / len(frames) if frames else 0.0,
+            overhead_core_s=start_ups / len(rs),
             gpu_s_per_frame=sum(f.gpu_s for f in frames) / len(frames) if frames else 0.0,
             frames=len(frames), tasks=len(rs),
         )
     return MeasuredCost(layers=layers, fallback_rate=failed / made if made else 0.0, withheld_frames_measured=made)
+
+
+def _first_frame_extra(records: Sequence[TimingRecord]) -> float:
+    """What the first frames of render tasks cost beyond a later frame's fixed part (persistent
+    data: the full scene sync), summed over the tasks; 0 without a measured split with later frames."""
+    splits = [r.render_cost for r in records if r.render_cost is not None]
+    later = [s.fixed_cpu_s_later_frames for s in splits if s.fixed_cpu_s_later_frames is not None]
+    if not later or len(splits) != len(records):
+        return 0.0
+    typical = sum(later) / len(later)
+    return sum(max(0.0, s.fixed_cpu_s_first_frame - typical) for s in splits)
 
 
 @dataclass(frozen=True)

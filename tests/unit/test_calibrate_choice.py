@@ -183,3 +183,24 @@ def test_bad_input_is_refused_before_rendering(tmp_path):
     with pytest.raises(ConfigError, match="crop"):
         calibrate(shot_file, tmp_path / "out", crop=0.5)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_persistent_data_render_s_first_frame_sync_is_a_per_task_cost():
+    """Cycles syncs the scene on a task's first frame only: measured on a 3-frame task, a render
+    layer must predict an 8-frame task as start-up + first-frame sync once + 8 cheap frames."""
+    from farmplug.calibrate import measured_cost
+    from farmplug.graph import Task
+    from farmplug.timing import FrameTiming, RenderCostSplit, TimingRecord
+
+    frames = [FrameTiming(frame=f, wall_s=1, cpu_s=c, sampling_cpu_s=0.5) for f, c in ((1, 3.0), (2, 1.0), (3, 1.0))]
+    split = RenderCostSplit.from_frames(frames, samples=8, persistent_data=True)
+    record = TimingRecord(task="render-0001-0003", stage="render", backend="blender", started_at=0, finished_at=1,
+                          overhead_cpu_s=1.0, frames=frames, render_cost=split)
+    task = Task(id="render-0001-0003", layer="render", kind="render", stage="render", role="plan", frames=[1, 2, 3],
+                argv=["run"], outputs=[], timing="t.json")
+    layer = measured_cost([(task, record)]).layers["render"]
+    assert layer.overhead_core_s == pytest.approx(1.0 + (2.5 - 0.5))  # start-up + the first frame's extra sync
+    assert layer.core_s_per_frame == pytest.approx(1.0)  # a later frame: 0.5 fixed + 0.5 sampling
+    assert layer.overhead_core_s + 3 * layer.core_s_per_frame == pytest.approx(record.cpu_s)  # exact on its own task
+    plain = measured_cost([(task, record.model_copy(update={"render_cost": None}))]).layers["render"]
+    assert (plain.overhead_core_s, plain.core_s_per_frame) == (pytest.approx(1.0), pytest.approx(5.0 / 3))
