@@ -3,7 +3,10 @@
 For each test sequence (farmplug.render.sequences: a camera pan, a camera dolly, moving objects,
 a disocclusion, glossy reflections) every frame is rendered at --samples with a new noise pattern
 per frame (the sequences use Cycles' animated seed) and the passes the temporal backend reads,
-and again at --reference-samples with another seed (an independent reference). Both denoise
+and again at --reference-samples with another seed and Cycles' own OIDN (albedo + normal, as
+bench/inbetween.py renders its references): an independent reference whose own frame-to-frame
+noise is far below the test renders' (without the denoiser, a 512 spp reference's flicker alone
+was larger than the temporal result's on the camera pan, and the metric measured the reference). Both denoise
 backends run through farmplug's own stage runner at equal samples: ``oidn`` (per frame) and
 ``temporal`` (--window neighbours each side). Scored against the references: mean HDR-FLIP and
 PSNR per frame (every frame, the shot's ends included), and temporal instability
@@ -15,7 +18,7 @@ the stage runner's own timing records on a real render of the camera pan at 1 sp
 backend's time per frame, the per-frame OIDN's, and their difference (the gathering).
 
     .venv/bin/python bench/temporal_denoise.py --out /tmp/bench-temporal [--sequences all]
-        [--resolution 160x90] [--frames 9] [--samples 8] [--reference-samples 1024] [--window 2]
+        [--resolution 160x90] [--frames 9] [--samples 8] [--reference-samples 256] [--window 2]
         [--speed-size 1920x1080 | --no-speed] [--json FILE]
 
 Renders are cached in --out; rerunning re-denoises and re-scores only.
@@ -43,6 +46,9 @@ from farmplug.render.base import frame_path
 from farmplug.render.sequences import SEQUENCES, build_sequence
 from farmplug.runner import frame_jobs, run_stage
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from inbetween import DenoisedRenderer  # noqa: E402 - bench/inbetween.py: Cycles' OIDN on, for references only
+
 PASSES = frozenset({"albedo", "normal", "depth", "motion", "object_index"})
 REFERENCE_SEED = 977  # the references' seed: their noise is independent of the test renders' (seed 0)
 DEFAULT_SEQUENCES = ("camera_pan", "camera_dolly", "translate_rotate", "occlusion", "glossy")
@@ -58,12 +64,12 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def render_missing(scene: Path, pattern: str, frames: list[int], samples: int, passes: frozenset[str],
-                   seed: int | None, what: str) -> None:
+                   seed: int | None, what: str, *, denoised: bool = False) -> None:
     missing = [f for f in frames if not frame_path(pattern, f).is_file()]
     if not missing:
         return
     log(f"{what}: rendering {len(missing)} frame(s) at {samples} spp")
-    record = BlenderRenderer().render(RenderRequest(scene=scene, frames=missing, output_pattern=pattern,
+    record = (DenoisedRenderer() if denoised else BlenderRenderer()).render(RenderRequest(scene=scene, frames=missing, output_pattern=pattern,
                                                     samples=samples, passes=passes, seed=seed))
     log(f"{what}: {statistics.median(f.wall_s for f in record.frames):.2f} s/frame (median wall)")
 
@@ -88,6 +94,8 @@ def score(pattern: str, references: list[np.ndarray], motion: list[np.ndarray], 
         "psnr_mean": statistics.fmean(q.psnr for q in per_frame),
         "instability": plain.mean,
         "instability_warped": warped.mean,
+        "result_change_warped": warped.result_change,
+        "reference_change_warped": warped.reference_change,
         "instability_pairs": list(plain.pairs),
         "instability_warped_pairs": list(warped.pairs),
     }
@@ -101,10 +109,10 @@ def run_sequence(name: str, args: argparse.Namespace) -> dict[str, Any]:
         build_sequence(name, scene, frames=args.frames, resolution=args.resolution, samples=args.reference_samples)
     frames = list(range(1, args.frames + 1))
     noisy = str(folder / f"s{args.samples}" / "f.####.exr")
-    reference = str(folder / f"ref{args.reference_samples}" / "f.####.exr")
+    reference = str(folder / f"ref{args.reference_samples}-denoised" / "f.####.exr")
     render_missing(scene, noisy, frames, args.samples, PASSES, None, f"{name} test")
-    render_missing(scene, reference, frames, args.reference_samples, frozenset({"motion"}), REFERENCE_SEED,
-                   f"{name} reference")
+    render_missing(scene, reference, frames, args.reference_samples, frozenset({"albedo", "normal", "motion"}),
+                   REFERENCE_SEED, f"{name} reference", denoised=True)
     refs = [read_frame(frame_path(reference, f)) for f in frames]
     ref_color = [r.feature("color") for r in refs]
     ref_motion = [r.feature("motion") for r in refs]
@@ -193,7 +201,7 @@ def main() -> None:
     parser.add_argument("--resolution", type=parse_size, default=(160, 90))
     parser.add_argument("--frames", type=int, default=9)
     parser.add_argument("--samples", type=int, default=8, help="samples of the test renders (both backends)")
-    parser.add_argument("--reference-samples", type=int, default=1024)
+    parser.add_argument("--reference-samples", type=int, default=256)
     parser.add_argument("--window", type=int, default=2)
     parser.add_argument("--speed-size", type=parse_size, default=(1920, 1080))
     parser.add_argument("--no-speed", action="store_true")

@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 _ROUND_TRIP_PX = 1.0
 #: ... plus this share of the step's length (fast motion is measured less exactly).
 _ROUND_TRIP_SHARE = 0.1
+#: How a neighbour is read between pixels.
+_RESAMPLE = "bilinear"
 
 
 @dataclass
@@ -241,7 +243,7 @@ class TemporalDenoiseStage(OidnDenoiseStage):
         if back is not None:
             extra.append(back)
         stack = np.concatenate(pieces + extra, axis=-1)
-        warped, _ = backward_warp(stack, total)
+        warped, _ = backward_warp(stack, total, mode=_RESAMPLE)
         at = 3 * len(names)
         sampled = {n: warped[..., 3 * i : 3 * i + 3] for i, n in enumerate(names)}
         guide = warped[..., at : at + 3]

@@ -314,15 +314,22 @@ class TemporalScore:
         mean: The mean of ``pairs``.
         warped: Whether frame ``t - 1`` was reprojected to ``t`` along the Vector pass first
             (only the pixels whose reprojection stays inside the frame count).
+        result_change: The mean over pairs of the mean ``|Δresult|``: how much the result itself
+            changes from frame to frame.
+        reference_change: The same for the references. Their own noise changes every frame too,
+            so a score near this value means the references are too noisy to tell more.
     """
 
     pairs: tuple[float, ...]
     mean: float
     warped: bool
+    result_change: float = 0.0
+    reference_change: float = 0.0
 
     def as_dict(self) -> dict[str, object]:
         """The score as plain JSON-ready values."""
-        return {"pairs": [float(p) for p in self.pairs], "mean": float(self.mean), "warped": self.warped}
+        return {"pairs": [float(p) for p in self.pairs], "mean": float(self.mean), "warped": self.warped,
+                "result_change": float(self.result_change), "reference_change": float(self.reference_change)}
 
 
 def _tonemapped_frames(name: str, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -386,7 +393,7 @@ def temporal_instability(
             f"temporal instability: results are {res[0].shape[1]}x{res[0].shape[0]} but references are "
             f"{ref[0].shape[1]}x{ref[0].shape[0]}"
         )
-    pairs = []
+    pairs, result_change, reference_change = [], [], []
     for t in range(1, len(res)):
         res_prev, ref_prev = res[t - 1], ref[t - 1]
         keep = None
@@ -402,9 +409,13 @@ def temporal_instability(
             to_prev, _ = split_blender_vectors(vectors)
             both, keep = backward_warp(np.concatenate([res_prev, ref_prev], axis=-1), to_prev)
             res_prev, ref_prev = both[..., :3], both[..., 3:]
-        change = np.abs((res[t] - res_prev) - (ref[t] - ref_prev)).mean(axis=-1, dtype=np.float64)
-        if keep is not None:
-            pairs.append(float(change[keep].mean()) if keep.any() else 0.0)
-        else:
-            pairs.append(float(change.mean()))
-    return TemporalScore(pairs=tuple(pairs), mean=float(np.mean(pairs)) if pairs else 0.0, warped=motion is not None)
+        d_res, d_ref = res[t] - res_prev, ref[t] - ref_prev
+        if keep is None:
+            keep = np.ones(d_res.shape[:2], dtype=bool)
+        for values, into in ((d_res - d_ref, pairs), (d_res, result_change), (d_ref, reference_change)):
+            into.append(float(np.abs(values).mean(axis=-1, dtype=np.float64)[keep].mean()) if keep.any() else 0.0)
+    return TemporalScore(
+        pairs=tuple(pairs), mean=float(np.mean(pairs)) if pairs else 0.0, warped=motion is not None,
+        result_change=float(np.mean(result_change)) if pairs else 0.0,
+        reference_change=float(np.mean(reference_change)) if pairs else 0.0,
+    )

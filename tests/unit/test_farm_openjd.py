@@ -123,6 +123,8 @@ STEPS = {
         "reference": [],
     },
     "hostile": {"render-denoise": [], "inbetween": ["render-denoise"], "fallback": ["inbetween"], "reference": []},
+    # A window of neighbours needs other chunks' renders: OpenJD's step dependency waits for the whole render.
+    "temporal": {"render": [], "denoise": ["render"], "reference": []},
 }
 
 

@@ -109,7 +109,17 @@ def test_a_flickering_sequence_scores_worse_than_a_stable_noisy_one():
 def test_fewer_than_two_frames_have_no_pairs():
     score = temporal_instability(_frames([1.0]), _frames([1.0]))
     assert score.pairs == () and score.mean == 0.0
-    assert score.as_dict() == {"pairs": [], "mean": 0.0, "warped": False}
+    assert score.as_dict() == {"pairs": [], "mean": 0.0, "warped": False, "result_change": 0.0,
+                               "reference_change": 0.0}
+
+
+def test_the_score_says_how_much_result_and_reference_change_on_their_own():
+    refs = _frames([1.0, 0.0, 1.0])
+    results = _frames([1.0] * 3)
+    score = temporal_instability(results, refs)
+    assert score.result_change == 0.0
+    assert score.reference_change == pytest.approx(TM_ONE, abs=1e-6)
+    assert score.mean == pytest.approx(TM_ONE, abs=1e-6)
 
 
 @pytest.mark.parametrize(
