@@ -42,6 +42,7 @@ def make_plan(
     flip_target: float = 0.1,
     check_frames: str | Sequence[int] | None = None,
     check_count: int = 3,
+    resolution_scale: float = 1.0,
 ) -> Plan:
     """A plan of ``shot`` with the registry's default stages (and, with a frame step, the stage that
     makes the frames between keyframes). ``shot`` is named relative to the plan file's folder.
@@ -57,6 +58,10 @@ def make_plan(
     from farmplug.schema import describe_validation_error
 
     stages = default_stages()
+    if resolution_scale != 1.0:
+        from farmplug.stages.registry import descriptor_of, upscale_stage
+
+        stages = sorted([*stages, upscale_stage(resolution_scale)], key=lambda c: descriptor_of(c).order)
     if frame_step > 1:
         maker = keyframe_stage()
         if guided:
@@ -67,7 +72,8 @@ def make_plan(
     shot_ref = os.path.relpath(Path(shot_file).absolute(), Path(plan_file).absolute().parent)
     try:
         plan = Plan(shot=shot_ref, samples_factor=samples_factor, frame_step=frame_step, stages=stages,
-                    chunk_size=chunk_size, quality_target=QualityTarget(flip_mean_max=flip_target))
+                    chunk_size=chunk_size, quality_target=QualityTarget(flip_mean_max=flip_target),
+                    resolution_scale=resolution_scale)
     except ValidationError as err:
         raise ConfigError(f"invalid Plan: {describe_validation_error(err)}", path=plan_file) from None
     keys = frozenset(plan.keyframes(shot)) if frame_step > 1 else frozenset()

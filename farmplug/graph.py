@@ -225,11 +225,12 @@ def compile_plan(plan: Plan, shot: Shot, *, plan_file: Path, shot_file: Path, ru
             argv=argv, outputs=outputs, timing=timing_path(timing_dir, tid), cores=cores, gpus=gpus, **extra,
         )
 
-    def render_template(layer: str, role: str, samples: int, pattern: str, with_passes: frozenset[str]) -> list[str]:
+    def render_template(layer: str, role: str, samples: int, pattern: str, with_passes: frozenset[str],
+                        percentage: int) -> list[str]:
         argv = [
             "run", "render", "--layer", layer, "--role", role,
             "--scene", scene, "--output", pattern, "--frames", FRAMES_TOKEN,
-            "--samples", str(samples), "--resolution-percentage", str(round(plan.resolution_scale * 100)),
+            "--samples", str(samples), "--resolution-percentage", str(percentage),
         ]
         if with_passes:
             argv += ["--passes", ",".join(sorted(with_passes))]
@@ -238,9 +239,12 @@ def compile_plan(plan: Plan, shot: Shot, *, plan_file: Path, shot_file: Path, ru
         return argv
 
     def render_task(layer: str, role: str, frames: list[int], samples: int, pattern: str, passes: frozenset[str],
-                    stage: str = "render") -> Task:
+                    stage: str = "render", *, full_resolution: bool = True) -> Task:
+        # The plan's render is at its resolution_scale; the references (the shot as it would be
+        # delivered) and aux renders (guides for stages working at the delivered resolution) at 100%.
+        percentage = 100 if full_resolution else round(plan.resolution_scale * 100)
         return make(
-            layer, "render", stage, role, render_template(layer, role, samples, pattern, passes), frames,
+            layer, "render", stage, role, render_template(layer, role, samples, pattern, passes, percentage), frames,
             outputs=[str(frame_path(pattern, f)) for f in frames], timing_dir=str(Path(pattern).parent),
             cores=plan.threads or 0, inputs=[scene],
         )
@@ -264,7 +268,8 @@ def compile_plan(plan: Plan, shot: Shot, *, plan_file: Path, shot_file: Path, ru
     source = layout.render if frame_stages else layout.final
     levels: list[list[Task | None]] = [[]]
     for frames in render_chunks:
-        levels[0].append(render_task("render", "plan", frames, plan.samples_for(shot), source, plan.passes()))
+        levels[0].append(render_task("render", "plan", frames, plan.samples_for(shot), source, plan.passes(),
+                                     full_resolution=False))
     for index, stage in enumerate(frame_stages):
         last = index == len(frame_stages) - 1
         target = layout.final if last else layout.stage(stage.kind)
@@ -273,6 +278,12 @@ def compile_plan(plan: Plan, shot: Shot, *, plan_file: Path, shot_file: Path, ru
             "--input", source, "--output", target, "--frames", FRAMES_TOKEN,
         ]
         window = windows[index]
+        aux = stage.aux_render()
+        if aux is not None:
+            flag = descriptor_of(stage).aux_flag
+            if flag is None:
+                raise ConfigError(f"stage {stage.kind} asks for an aux render but declares no aux_flag")
+            template += [flag, layout.aux(aux.layer)]
         # Restricted to some frames, a stage makes only those and the neighbours the stages after it read.
         needed = set(rendered) if maker else set(_around(delivered, reaches[index], shot.frames.start, shot.frames.end))
         level: list[Task | None] = []
@@ -282,6 +293,13 @@ def compile_plan(plan: Plan, shot: Shot, *, plan_file: Path, shot_file: Path, ru
                 level.append(None)
                 continue
             depends = [levels[-1][position].id]
+            aux_task = None
+            if aux is not None:
+                # The stage's guide over its frames (e.g. full-resolution passes for an upscaler).
+                aux_task = render_task(aux.layer, "plan", frames, aux.samples, layout.aux(aux.layer), aux.passes,
+                                       stage=aux.layer)
+                tasks.append(aux_task)
+                depends.append(aux_task.id)
             if window:
                 # A window of neighbours reaches into the chunks around this one.
                 lo, hi = frames[0] - window, frames[-1] + window
@@ -291,7 +309,9 @@ def compile_plan(plan: Plan, shot: Shot, *, plan_file: Path, shot_file: Path, ru
                 stage.kind, "stage", stage.kind, "plan", template, frames, depends_on=depends,
                 outputs=[str(frame_path(target, f)) for f in frames], timing_dir=str(Path(target).parent),
                 gpus=1 if stage.uses_gpu() else 0, reads="window" if window else "frame", window=window,
-                inputs=[plan_abs, *_outputs_of(depends, [t for t in levels[-1] if t is not None])],
+                inputs=[plan_abs, *_outputs_of(depends, [t for t in levels[-1] if t is not None]),
+                        *(aux_task.outputs if aux_task else [])],
+                aux_layer=aux.layer if aux else None,
             ))
         levels.append(level)
         source = target

@@ -40,6 +40,9 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--chunk-size", type=int, default=8, help="frames per farm task")
     p.add_argument("--flip-target", type=float, default=0.1, help="mean HDR-FLIP allowed on check frames")
     p.add_argument("--frame-step", type=int, default=1, help="render every Nth frame and make the rest between them")
+    p.add_argument("--resolution-scale", type=fraction, default=1.0,
+                   help="render at this share of the resolution (0.5 or 1/2) and upscale to full size with the "
+                        "installed upscaler, guided by a cheap full-resolution render")
     p.add_argument("--guided", action="store_true", help="frame step: render cheap aux passes of the frames between")
     p.add_argument("--reuse", type=Path, default=None, metavar="CALIBRATION.json",
                    help="the plan another shot's calibration chose (same scene, look, lighting, samples and "
@@ -65,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         plan = make_plan(shot, args.shot, out, samples_factor=args.samples_factor, frame_step=args.frame_step,
                          guided=args.guided, chunk_size=args.chunk_size, flip_target=args.flip_target,
-                         check_frames=args.check_frames, check_count=args.check_count)
+                         check_frames=args.check_frames, check_count=args.check_count,
+                         resolution_scale=args.resolution_scale)
     save_model(plan, out)
     graph = compile_plan(plan, shot, plan_file=out, shot_file=args.shot, run_dir=default_run_dir(out, shot))
     if args.json:

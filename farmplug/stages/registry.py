@@ -114,6 +114,22 @@ def default_stages() -> list[StageConfig]:
     return [d.config() for d in descriptors() if d.default and d.mode != "keyframes"]
 
 
+def upscale_stage(resolution_scale: float) -> StageConfig:
+    """The default config of a stage that makes a ``resolution_scale`` render full size (the
+    first whose descriptor's ``scale`` is ``1 / resolution_scale``).
+
+    Raises:
+        ConfigError: no registered stage upscales by that factor.
+    """
+    factor = 1 / resolution_scale
+    found = [d for d in descriptors() if d.scale > 1 and abs(d.scale - factor) < 1e-9]
+    if not found:
+        able = sorted({f"x{d.scale:g}" for d in descriptors() if d.scale > 1})
+        raise ConfigError(f"no stage upscales x{factor:g} to make a resolution_scale {resolution_scale:g} render "
+                          f"full size (installed: {', '.join(able) or 'none'})")
+    return found[0].config()
+
+
 def keyframe_stage() -> StageConfig:
     """The default config of the stage that fills a frame step (the first ``mode="keyframes"`` stage).
 
