@@ -174,6 +174,11 @@ class MeasuredCost(StrictModel):
 
     layers: dict[str, LayerCost] = Field(description="render, each stage kind, aux renders")
     fallback_rate: float = Field(default=0.0, ge=0, le=1, description="share of the frames made that failed their check")
+    fallback_rate_bound: float | None = Field(
+        default=None, ge=0, le=1,
+        description="the fallback rate the cost estimate uses: the upper 90% confidence bound of the measured rate "
+                    "(binomial, Clopper-Pearson), so a frame step measured on few frames is costed cautiously "
+                    "(None: the measured rate)")
     withheld_frames_measured: int = Field(default=0, ge=0, description="frames the withholding stage made")
 
     @property
@@ -353,7 +358,7 @@ def estimate_cost(measured: MeasuredCost, plan: Plan, shot: Shot) -> CostEstimat
     """
     graph = compile_plan(plan.model_copy(update={"check_frames": []}), shot,
                          plan_file=Path("plan.yaml"), shot_file=Path("shot.yaml"), run_dir=Path("run"))
-    rate = measured.fallback_rate
+    rate = measured.fallback_rate if measured.fallback_rate_bound is None else measured.fallback_rate_bound
     chain = ["render", *(s.kind for s in plan.frame_stages())]
     frame_work = fixed = 0.0
     for task in graph.tasks:
@@ -393,7 +398,39 @@ def measured_cost(records: Sequence[tuple[Task, TimingRecord]], *, made: int = 0
             gpu_s_per_frame=sum(f.gpu_s for f in frames) / len(frames) if frames else 0.0,
             frames=len(frames), tasks=len(rs),
         )
-    return MeasuredCost(layers=layers, fallback_rate=failed / made if made else 0.0, withheld_frames_measured=made)
+    return MeasuredCost(layers=layers, fallback_rate=failed / made if made else 0.0,
+                        fallback_rate_bound=fallback_upper_bound(failed, made) if made else None,
+                        withheld_frames_measured=made)
+
+
+#: The confidence of :func:`fallback_upper_bound`.
+FALLBACK_CONFIDENCE = 0.9
+
+
+def fallback_upper_bound(failed: int, made: int, confidence: float = FALLBACK_CONFIDENCE) -> float:
+    """The upper ``confidence`` bound of a failure rate seen as ``failed`` of ``made`` frames
+    (Clopper-Pearson: the rate at which seeing ``failed`` or fewer has probability ``1 - confidence``).
+
+    One failure in three frames measured is a rate of 33% but bounds it at 68%: calibration sees
+    a few frames between keyframes, and a frame step that fails on most of a shot's motion must not
+    look cheap because its check frames sat where the motion was slow.
+    """
+    if made <= 0:
+        return 1.0
+    if failed >= made:
+        return 1.0
+
+    def at_most_failed(p: float) -> float:
+        return sum(math.comb(made, k) * p ** k * (1 - p) ** (made - k) for k in range(failed + 1))
+
+    lo, hi = failed / made, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if at_most_failed(mid) > 1 - confidence:
+            lo = mid
+        else:
+            hi = mid
+    return hi
 
 
 def _first_frame_extra(records: Sequence[TimingRecord]) -> float:

@@ -204,3 +204,29 @@ def test_a_persistent_data_render_s_first_frame_sync_is_a_per_task_cost():
     assert layer.overhead_core_s + 3 * layer.core_s_per_frame == pytest.approx(record.cpu_s)  # exact on its own task
     plain = measured_cost([(task, record.model_copy(update={"render_cost": None}))]).layers["render"]
     assert (plain.overhead_core_s, plain.core_s_per_frame) == (pytest.approx(1.0), pytest.approx(5.0 / 3))
+
+
+def test_the_fallback_rate_is_costed_at_its_upper_confidence_bound():
+    """Three frames measured say little: the estimate uses the rate's upper 90% bound."""
+    from farmplug.calibrate import fallback_upper_bound, measured_cost
+
+    # No failure in n: the bound solves (1 - p)^n = 0.1 exactly.
+    for n in (1, 3, 30):
+        assert fallback_upper_bound(0, n) == pytest.approx(1 - 0.1 ** (1 / n), abs=1e-9)
+    assert fallback_upper_bound(3, 3) == 1.0
+    bounds = [fallback_upper_bound(k, 10) for k in range(11)]
+    assert bounds == sorted(bounds) and all(b >= k / 10 for k, b in enumerate(bounds))
+    assert fallback_upper_bound(1, 3) > 0.75 > fallback_upper_bound(10, 100) > 0.1  # more frames, a tighter bound
+    measured = measured_cost([], made=3, failed=1)
+    assert measured.fallback_rate == pytest.approx(1 / 3)
+    assert measured.fallback_rate_bound == pytest.approx(fallback_upper_bound(1, 3))
+    # The estimate uses the bound: a frame step with one failure in three costs as if most fail.
+    s = shot(24)
+    layers = {"render": LayerCost(core_s_per_frame=2.0, overhead_core_s=1.0),
+              "denoise": LayerCost(core_s_per_frame=1.0, overhead_core_s=1.0),
+              "inbetween": LayerCost(core_s_per_frame=0.5, overhead_core_s=1.0)}
+    plan = Candidate(1 / 32, frame_step=2).plan(shot="s.yaml", target=QualityTarget())
+    cautious = estimate_cost(MeasuredCost(layers=layers, fallback_rate=1 / 3,
+                                          fallback_rate_bound=fallback_upper_bound(1, 3)), plan, s)
+    naive = estimate_cost(MeasuredCost(layers=layers, fallback_rate=1 / 3), plan, s)
+    assert cautious.total_core_s > naive.total_core_s
