@@ -33,6 +33,12 @@ class DenoiseConfig(StageConfig):
     def passes(self) -> frozenset[str]:
         return frozenset({"albedo", "normal"})
 
+    def calibration_variants(self) -> dict[str, StageConfig]:
+        # OIDN's balanced filter with prefiltered aux: 0.68 core-s a 320x180 frame against 1.59 for
+        # high, FLIP 0.097 against 0.092 on the calibration bench shot (docs/benchmarks.md). Whether
+        # that or more samples at high quality is cheaper for a target is the shot's to say.
+        return {"balanced": self.model_copy(update={"quality": "balanced"})} if self.quality == "high" else {}
+
 
 DESCRIPTOR = StageDescriptor(
     kind="denoise",

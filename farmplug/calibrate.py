@@ -74,6 +74,8 @@ class Candidate:
 
     ``post`` names the per-frame stage kinds (None: the registry's default stages); with a frame
     step the registry's stage that makes frames between keyframes is added at the end.
+    ``variants`` names stage settings to use instead of the defaults, ``KIND-NAME`` for a variant
+    the stage's config declares (:meth:`~farmplug.stages.base.StageConfig.calibration_variants`).
 
     Raises:
         ConfigError: on construction, for a samples factor outside (0, 1] or a frame step below 1.
@@ -82,6 +84,7 @@ class Candidate:
     samples_factor: float
     frame_step: int = 1
     post: tuple[str, ...] | None = None
+    variants: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not 0 < self.samples_factor <= 1:
@@ -97,7 +100,8 @@ class Candidate:
         parts = [f"x{fraction.numerator}-{fraction.denominator}" if exact else f"x{self.samples_factor:g}"]
         if self.frame_step > 1:
             parts.append(f"step{self.frame_step}")
-        parts += [s.kind for s in self.stages()]
+        applied = dict(v.split("-", 1) for v in self.variants)
+        parts += [f"{s.kind}-{applied[s.kind]}" if s.kind in applied else s.kind for s in self.stages()]
         return "_".join(parts)
 
     def stages(self) -> list[StageConfig]:
@@ -109,6 +113,15 @@ class Candidate:
         stages = default_stages() if self.post is None else [descriptor(kind).config() for kind in self.post]
         if self.frame_step > 1:
             stages.append(keyframe_stage())
+        for variant in self.variants:
+            kind, _, name = variant.partition("-")
+            index = next((i for i, s in enumerate(stages) if s.kind == kind), None)
+            offered = stages[index].calibration_variants() if index is not None else {}
+            if name not in offered:
+                known = [f"{s.kind}-{n}" for s in stages for n in s.calibration_variants()]
+                raise ConfigError(f"candidate variant {variant!r} is not offered by its stages "
+                                  f"(offered: {', '.join(known) or 'none'})")
+            stages[index] = offered[name]
         return stages
 
     def plan(
@@ -134,12 +147,17 @@ class Candidate:
             raise ConfigError(f"candidate {self.name}: {describe_validation_error(err)}") from None
 
 
+def stage_variants(frame_step: int = 1) -> list[tuple[str, ...]]:
+    """The variant sets calibration tries by default: none, then each variant a default stage offers."""
+    stages = Candidate(1.0, frame_step=frame_step).stages()
+    return [(), *((f"{s.kind}-{name}",) for s in stages for name in s.calibration_variants())]
+
+
 def default_candidates(shot: Shot) -> list[Candidate]:
-    """Samples factors 1/64..1/8 with the default stages, and the same with frame step 2 on 5+ frames."""
-    candidates = [Candidate(f) for f in DEFAULT_FACTORS]
-    if len(shot.frames.frames) >= MIN_FRAMES_FOR_STEP:
-        candidates += [Candidate(f, frame_step=2) for f in DEFAULT_FACTORS]
-    return candidates
+    """Samples factors 1/64..1/8 with the default stages and each variant they offer, and the same
+    with frame step 2 on 5+ frames (structures in that order: the search tries them in turn)."""
+    steps = [1] + ([2] if len(shot.frames.frames) >= MIN_FRAMES_FOR_STEP else [])
+    return [Candidate(f, frame_step=n, variants=v) for n in steps for v in stage_variants(n) for f in DEFAULT_FACTORS]
 
 
 # --- evidence saved in calibration.json -------------------------------------------------------------

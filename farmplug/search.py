@@ -1,9 +1,10 @@
 """Calibration as a search: the cheapest candidates first, stopping as soon as the answer is known.
 
-Quality rises with samples, and so does cost. So for each structure (frame step and stages) the
-candidates are tried from the fewest samples up, in rounds: the first round tries the cheapest of
-every structure; each later round tries, for each structure still open, the next one up. A
-structure closes when
+Quality rises with samples, and so does cost. So for each structure (frame step, stages and
+their settings) the candidates are tried from the fewest samples up, in rounds: the first round
+renders the reference and the cheapest candidate of the first structure; each later round tries
+the cheapest of every structure not yet tried (priced from a measured one), and for each
+structure still open the next one up. A structure closes when
 
 * one of its candidates meets the target (more samples cannot be cheaper and still be needed),
 * its last candidate tried already costs more than a candidate that meets the target (more
@@ -28,7 +29,7 @@ def structures(candidates: Sequence[Candidate]) -> list[list[Candidate]]:
     samples up; groups in the order their first candidate was given."""
     groups: dict[tuple, list[Candidate]] = {}
     for c in candidates:
-        groups.setdefault((c.frame_step, c.post), []).append(c)
+        groups.setdefault((c.frame_step, c.post, c.variants), []).append(c)
     return [sorted(g, key=lambda c: c.samples_factor) for g in groups.values()]
 
 
@@ -85,6 +86,23 @@ def next_round(groups: Sequence[Sequence[Candidate]], result: CalibrationResult 
     for group in groups:
         done = [c for c in group if c.name in measured]
         if not done:
+            if result is None:
+                # Round one: the reference and the first structure only, so every later
+                # structure's first candidate can be priced from a measured one.
+                if not tries:
+                    tries.append(group[0])
+                continue
+            if left is not None:
+                nearest = min(measured.values(), key=lambda m: abs(m.samples_factor - group[0].samples_factor))
+                need = calibration_spend(nearest)
+                if need > left:
+                    budget = budget_core_s or 0.0
+                    for c in group:
+                        skipped[c.name] = _skip(c, f"over the calibration budget: {group[0].name} would take about "
+                                                   f"{need:.1f} core-s (as {nearest.name} did), "
+                                                   f"{max(left, 0.0):.1f} of {budget:.1f} left")
+                    continue
+                left -= need
             tries.append(group[0])
             continue
         last = measured[done[-1].name]

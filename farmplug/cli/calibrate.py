@@ -27,6 +27,9 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=None, help="folder for plan.yaml and the evidence (default: beside the shot)")
     p.add_argument("--factors", default=None, help="samples factors to try, e.g. 1/64,1/32,1/16 (default: 1/64..1/8)")
     p.add_argument("--frame-steps", default=None, help="frame steps to try, e.g. 1,2 (default: 1, and 2 for 5+ frames)")
+    p.add_argument("--variants", default="all",
+                   help="stage settings to try as structures of their own: all the stages offer (e.g. "
+                        "denoise-balanced), none, or a comma-separated list")
     p.add_argument("--check-frames", default=None, help="the frames to measure, e.g. 1,12,24")
     p.add_argument("--check-count", type=int, default=3, help="without --check-frames: this many, spread over the shot")
     p.add_argument("--flip-target", type=float, default=0.1, help="mean HDR-FLIP allowed on check frames")
@@ -46,22 +49,32 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
     add_farm_options(p)
 
 
-def candidates_from(factors: str | None, steps: str | None, shot):
+def candidates_from(factors: str | None, steps: str | None, shot, variants: str = "all"):
     """The candidates the options name (default: :func:`~farmplug.calibrate.default_candidates`).
 
     Raises:
-        FarmplugError: a factor or step does not parse.
+        FarmplugError: a factor, step or variant does not parse.
     """
-    from farmplug.calibrate import Candidate, default_candidates
+    from farmplug.calibrate import MIN_FRAMES_FOR_STEP, Candidate, stage_variants
 
-    if factors is None and steps is None:
-        return default_candidates(shot)
     try:
         values = [fraction(f) for f in (factors or "1/64,1/32,1/16,1/8").split(",") if f.strip()]
-        frame_steps = [int(x) for x in (steps or "1").split(",") if x.strip()]
+        default_steps = "1,2" if len(shot.frames.frames) >= MIN_FRAMES_FOR_STEP else "1"
+        frame_steps = [int(x) for x in (steps or default_steps).split(",") if x.strip()]
     except (argparse.ArgumentTypeError, ValueError) as err:
         raise FarmplugError(f"bad --factors/--frame-steps: {err}") from None
-    return [Candidate(f, frame_step=n) for n in frame_steps for f in values]
+    candidates = []
+    for n in frame_steps:
+        if variants == "all":
+            sets = stage_variants(n)
+        elif variants == "none":
+            sets = [()]
+        else:
+            sets = [(), *((v.strip(),) for v in variants.split(",") if v.strip())]
+        candidates += [Candidate(f, frame_step=n, variants=v) for v in sets for f in values]
+    for c in candidates:
+        c.stages()  # an unknown variant is one line now, not a failed task later
+    return candidates
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     shot_file, *others = args.shot
     shot = load_shot(shot_file)
     out = args.out or shot_file.parent
-    candidates = candidates_from(args.factors, args.frame_steps, shot)
+    candidates = candidates_from(args.factors, args.frame_steps, shot, args.variants)
     checks = parse_frames(args.check_frames) if args.check_frames else args.check_count
     from farmplug.calibrate import DEFAULT_BUDGET_SHARE
 

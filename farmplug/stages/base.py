@@ -67,6 +67,12 @@ class StageConfig(StrictModel):
         """The extra render this configuration asks for, if any."""
         return None
 
+    def calibration_variants(self) -> dict[str, StageConfig]:
+        """Cheaper settings of this stage that calibration should measure, by name: each is tried
+        as a structure of its own (a candidate ``x1-64_denoise-balanced``), and the measured quality
+        and cost decide. None by default."""
+        return {}
+
     def uses_gpu(self) -> bool:
         """Whether the stage's tasks must be given a GPU on the farm.
 

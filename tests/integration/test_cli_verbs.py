@@ -66,7 +66,7 @@ def test_calibrate_verb_searches_from_the_cheapest_candidate_and_says_what_it_co
     # A lenient target: at 64x36 the denoiser cannot reach 0.1 (see test_calibrate.py). A 4-frame
     # shot cannot be calibrated within the default 10% (one check frame is 25%): it says so.
     args = ["calibrate", str(tmp_path / "shot.yaml"), "--out", str(out), "--factors", "1/4,1/16",
-            "--frame-steps", "1", "--check-count", "2", "--flip-target", "0.4"]
+            "--frame-steps", "1", "--variants", "none", "--check-count", "2", "--flip-target", "0.4"]
     assert main(args) == 1
     assert "too short to calibrate within 10% of its full render" in capsys.readouterr().err
     assert main([*args, "--budget-share", "1"]) == 0

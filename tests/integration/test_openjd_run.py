@@ -122,7 +122,7 @@ def test_calibration_is_a_job_bundle_that_openjd_runs(small_scene, tmp_path, cap
     (tmp_path / "shot.yaml").write_text(yaml.safe_dump(shot))
     bundle = tmp_path / "bundle"
     assert main(["calibrate", str(tmp_path / "shot.yaml"), "--out", str(tmp_path), "--factors", "1/4",
-                 "--frame-steps", "1,2", "--check-count", "1", "--flip-target", "0.9", "--budget-share", "1", "--farm", "openjd",
+                 "--frame-steps", "1,2", "--variants", "none", "--check-count", "1", "--flip-target", "0.9", "--budget-share", "1", "--farm", "openjd",
                  "--dry-run", "--out-files", str(bundle), "--worker-farmplug", WORKER_FARMPLUG]) == 0
     assert "nothing submitted" in capsys.readouterr().out
     assert not (tmp_path / "calibration.json").exists()

@@ -160,9 +160,15 @@ def test_bad_candidates_are_rejected(kwargs):
         Candidate(**kwargs)
 
 
-def test_default_candidates_add_a_frame_step_only_on_longer_shots():
-    assert [c.frame_step for c in default_candidates(shot(4))] == [1] * 4
-    assert [c.frame_step for c in default_candidates(shot(24))] == [1] * 4 + [2] * 4
+def test_default_candidates_add_a_frame_step_only_on_longer_shots_and_each_stage_variant():
+    assert [c.frame_step for c in default_candidates(shot(4))] == [1] * 8
+    assert [c.frame_step for c in default_candidates(shot(24))] == [1] * 8 + [2] * 8
+    # The variants come from the stages' configs (the denoiser offers its balanced filter).
+    assert [c.name for c in default_candidates(shot(4))][3:5] == ["x1-8_denoise", "x1-64_denoise-balanced"]
+    balanced = Candidate(1 / 64, variants=("denoise-balanced",)).stages()
+    assert balanced[0].kind == "denoise" and balanced[0].quality == "balanced"
+    with pytest.raises(ConfigError, match="'denoise-ultra' is not offered .*offered: denoise-balanced"):
+        Candidate(1 / 64, variants=("denoise-ultra",)).stages()
 
 
 def test_bad_input_is_refused_before_rendering(tmp_path):

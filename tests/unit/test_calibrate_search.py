@@ -63,9 +63,19 @@ def test_structures_group_by_frame_step_and_stages_from_the_fewest_samples():
     ]
 
 
-def test_the_first_round_tries_the_cheapest_of_each_structure():
-    step = next_round(structures(STEP1 + STEP2), None, samples_of=SAMPLES, budget_core_s=None, spent_core_s=0)
-    assert names(step.tries) == ["x1-64_denoise", "x1-64_step2_denoise_inbetween"] and step.skipped == {}
+def test_the_first_round_tries_the_cheapest_of_the_first_structure_the_next_the_others_priced():
+    groups = structures(STEP1 + STEP2)
+    step = next_round(groups, None, samples_of=SAMPLES, budget_core_s=None, spent_core_s=0)
+    assert names(step.tries) == ["x1-64_denoise"] and step.skipped == {}
+    so_far = calibration([measured(STEP1[1], meets=False, shot_cost=300)])
+    second = next_round(groups, so_far, samples_of=SAMPLES, budget_core_s=None, spent_core_s=0)
+    assert names(second.tries) == ["x1-32_denoise", "x1-64_step2_denoise_inbetween"]
+    # Within budget only what fits: the untried structure is priced as the measured x1-64 cost.
+    spend = calibration_spend(so_far.candidates[0])
+    tight = next_round(groups, so_far, samples_of=SAMPLES, budget_core_s=spend * 0.5, spent_core_s=0)
+    assert "x1-64_step2_denoise_inbetween" in tight.skipped
+    assert f"would take about {spend:.1f} core-s (as x1-64_denoise did)" in \
+        tight.skipped["x1-64_step2_denoise_inbetween"].reason
 
 
 def test_a_structure_stops_at_its_first_candidate_meeting_the_target_and_says_why():
