@@ -81,14 +81,14 @@ def figures(run_dir: Path, calibration: Path | None) -> dict:
     return row
 
 
-def run_shot(root: Path, frames: int, log: Path) -> tuple[dict, Path]:
+def run_shot(root: Path, frames: int, log: Path, calibrate_args: list[str]) -> tuple[dict, Path]:
     scene = root / "scene" / f"bench_{frames}f.blend"
     if not scene.is_file():
         build_bench_scene(scene, frames=frames, resolution=(320, 180), samples=256)
     folder = root / f"sh{frames:03d}"
     shot = write_shot(folder, scene, f"bench{frames}", frames)
     run_dir = folder / "run"
-    wall = farmplug("calibrate", shot, "--out", folder, "--run-dir", run_dir, log=log)
+    wall = farmplug("calibrate", shot, "--out", folder, "--run-dir", run_dir, *calibrate_args, log=log)
     if not (folder / "plan.yaml").is_file():
         raise SystemExit(f"calibration of {frames} frames recommends the full render; see {folder / 'calibration.json'}")
     wall += farmplug("submit", folder / "plan.yaml", "--run-dir", run_dir, log=log)
@@ -124,6 +124,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="work folder (scenes, shots, runs, log)")
     parser.add_argument("--frames", default="12,48", help="shot lengths to calibrate and run")
     parser.add_argument("--no-reuse", action="store_true", help="skip the reused-calibration run")
+    parser.add_argument("--budget-share", default=None, help="farmplug calibrate --budget-share (default: its default)")
     parser.add_argument("--docs", type=Path, default=None, help="append the results to this Markdown file")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -131,7 +132,8 @@ def main() -> None:
     lengths = [int(x) for x in args.frames.split(",")]
     rows, first_calibration = [], None
     for frames in lengths:
-        row, calibration = run_shot(args.out, frames, log)
+        row, calibration = run_shot(args.out, frames, log,
+                                    ["--budget-share", args.budget_share] if args.budget_share else [])
         first_calibration = first_calibration or calibration
         rows.append((f"{frames} frames, calibrated", row))
         print(json.dumps(rows[-1], default=str), flush=True)
@@ -146,7 +148,8 @@ def main() -> None:
         machine = f"{platform.node()}, {platform.processor() or platform.machine()}"
         with args.docs.open("a") as docs:
             docs.write(f"\n\nMeasured {time.strftime('%Y-%m-%d')} on {machine} with "
-                       f"`.venv/bin/python bench/calibration_cost.py --out {args.out} --frames {args.frames}`:\n\n"
+                       f"`.venv/bin/python bench/calibration_cost.py --out {args.out} --frames {args.frames}"
+                       f"{' --budget-share ' + args.budget_share if args.budget_share else ''}`:\n\n"
                        f"{text}\n")
 
 

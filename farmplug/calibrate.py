@@ -320,6 +320,8 @@ class CandidateSetup(StrictModel):
     plan_file: str = Field(description="the candidate's plan, absolute")
     run_dir: str = Field(description="the candidate's run folder, absolute")
     layer_prefix: str
+    shared_tasks: list[str] = Field(
+        default_factory=list, description="other candidates' tasks it reads (their renders are its renders too)")
 
 
 class CalibrationSetup(StrictModel):
@@ -765,6 +767,7 @@ def compile_calibration(
 
     plans: dict[Path, Plan] = {}
     setups = []
+    renders: dict[tuple, Task] = {}
     for candidate in candidates:
         name = candidate.name
         plan = candidate.plan(shot=str(shot_file), target=target, chunk_size=chunk_size, threads=threads)
@@ -772,10 +775,12 @@ def compile_calibration(
         prefix = f"{name}-"
         sub = compile_plan(plan, shot, plan_file=plan_file, shot_file=shot_file, run_dir=work / name,
                            frames=delivered_for_checks(plan, shot, checks), layer_prefix=prefix)
-        tasks += [t.model_copy(update={"role": "plan"}) for t in sub.tasks]
+        own, borrowed = _share_renders([t.model_copy(update={"role": "plan"}) for t in sub.tasks], renders)
+        tasks += own
         plans[plan_file] = plan
         setups.append(CandidateSetup(name=name, samples_factor=candidate.samples_factor, frame_step=candidate.frame_step,
-                                     plan_file=str(plan_file), run_dir=str(work / name), layer_prefix=prefix))
+                                     plan_file=str(plan_file), run_dir=str(work / name), layer_prefix=prefix,
+                                     shared_tasks=borrowed))
 
     setup_file = folder / SETUP_FILE
     tasks.append(Task(
@@ -796,6 +801,51 @@ def compile_calibration(
                      shot_file=str(shot_file), tasks=tasks)
     graph.topological()
     return CalibrationJob(graph=graph, setup=setup, setup_file=setup_file, plans=plans)
+
+
+def _render_signature(task: Task) -> tuple:
+    """What a render task renders: its command but for where it writes and what it is called."""
+    argv = list(task.argv)
+    for flag in ("--output", "--layer"):
+        if flag in argv:
+            at = argv.index(flag)
+            del argv[at:at + 2]
+    return (tuple(argv), tuple(task.frames))
+
+
+def _share_renders(tasks: list[Task], renders: dict[tuple, Task]) -> tuple[list[Task], list[str]]:
+    """A candidate's tasks with every render another candidate already makes (the same scene,
+    samples, passes, resolution and frames: candidates that differ only after the render, such as
+    a stage's settings) taken from that candidate instead of rendered again.
+
+    Returns the tasks to add and the ids of the other candidates' tasks this one reads.
+    """
+    moved: dict[str, Task] = {}
+    for task in tasks:
+        if task.kind != "render":
+            continue
+        same = renders.get(_render_signature(task))
+        if same is None:
+            renders[_render_signature(task)] = task
+        else:
+            moved[task.id] = same
+    if not moved:
+        return tasks, []
+    paths: dict[str, str] = {}
+    for old_id, same in moved.items():
+        old = next(t for t in tasks if t.id == old_id)
+        paths[old.argv[old.argv.index("--output") + 1]] = same.argv[same.argv.index("--output") + 1]
+        paths.update(zip(old.outputs, same.outputs, strict=True))
+    kept = []
+    for task in tasks:
+        if task.id in moved:
+            continue
+        kept.append(task.model_copy(update={
+            "argv": [paths.get(a, a) for a in task.argv],
+            "inputs": [paths.get(i, i) for i in task.inputs],
+            "depends_on": [moved[d].id if d in moved else d for d in task.depends_on],
+        }))
+    return kept, [t.id for t in moved.values()]
 
 
 def measure_timing_path(setup_file: Path) -> Path:
@@ -862,6 +912,7 @@ def _measure_candidate(setup: CalibrationSetup, candidate: CandidateSetup, graph
     plan, _shot, _ = load_plan(candidate.plan_file)
     name, out_dir = candidate.name, Path(setup.out_dir)
     tasks = [t for t in graph.tasks if t.layer.startswith(candidate.layer_prefix)]
+    tasks += [graph.task(t) for t in candidate.shared_tasks]
     records = _records(graph, tasks)
     verdicts = {}
     for task in tasks:

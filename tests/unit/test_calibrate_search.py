@@ -145,3 +145,24 @@ def test_a_shot_too_short_for_the_budget_says_so_and_offers_the_choices():
     assert "8 frames: too short to calibrate within 10% of its full render" in message
     for choice in ("--reuse CALIBRATION.json", "--budget-share 0.14", "--samples-factor 1/16"):
         assert choice in message
+
+
+def test_candidates_that_differ_after_the_render_share_its_tasks(tmp_path):
+    """x1-64 with the high and the balanced denoiser render the same frames: rendered once."""
+    from farmplug.calibrate import compile_calibration
+    from farmplug.schema import save_model
+
+    (tmp_path / "s.blend").write_bytes(b"a scene")
+    save_model(shot(24).model_copy(update={"scene": "s.blend"}), tmp_path / "shot.yaml")
+    both = [Candidate(1 / 64), Candidate(1 / 64, variants=("denoise-balanced",)), Candidate(1 / 32)]
+    job = compile_calibration(tmp_path / "shot.yaml", tmp_path / "out", candidates=both, budget_share=None)
+    renders = [t for t in job.graph.tasks if t.kind == "render" and t.role == "plan"]
+    assert [t.layer for t in renders] == ["x1-64_denoise-render", "x1-32_denoise-render"]  # x1-32 renders its own
+    balanced = next(t for t in job.graph.tasks if t.layer == "x1-64_denoise-balanced-denoise")
+    assert balanced.depends_on == [renders[0].id]
+    assert balanced.argv[balanced.argv.index("--input") + 1] == renders[0].argv[renders[0].argv.index("--output") + 1]
+    assert set(renders[0].outputs) <= set(balanced.inputs)
+    setups = {c.name: c for c in job.setup.candidates}
+    assert setups["x1-64_denoise-balanced"].shared_tasks == [renders[0].id]
+    assert setups["x1-64_denoise"].shared_tasks == [] == setups["x1-32_denoise"].shared_tasks
+    job.graph.topological()
