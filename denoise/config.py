@@ -37,7 +37,13 @@ class DenoiseConfig(StageConfig):
         # OIDN's balanced filter with prefiltered aux: 0.68 core-s a 320x180 frame against 1.59 for
         # high, FLIP 0.097 against 0.092 on the calibration bench shot (docs/benchmarks.md). Whether
         # that or more samples at high quality is cheaper for a target is the shot's to say.
-        return {"balanced": self.model_copy(update={"quality": "balanced"})} if self.quality == "high" else {}
+        offered: dict[str, StageConfig] = {}
+        if self.quality == "high":
+            offered["balanced"] = self.model_copy(update={"quality": "balanced"})
+        if type(self) is DenoiseConfig:
+            # The neighbours along the Vector pass: more samples per surface, less flicker.
+            offered["temporal"] = TemporalDenoiseConfig(**self.model_dump(exclude={"backend"}))
+        return offered
 
 
 DESCRIPTOR = StageDescriptor(

@@ -229,6 +229,9 @@ class CandidateResult(StrictModel):
     measured: MeasuredCost
     cost: CostEstimate
     predicted_ratio: float = Field(description="full render's extrapolated cost / this candidate's")
+    flicker: float | None = Field(
+        default=None, description="temporal instability over the consecutive check frames (None: no pairs measured)")
+    flicker_pairs: list[int] = Field(default_factory=list, description="the second frame of each pair measured")
     meets_target: bool = False
     chosen: bool = False
     reason: str = ""
@@ -282,6 +285,7 @@ class CalibrationResult(StrictModel):
     chunk_size: int
     flip_mean_max: float
     flip_p95_max: float | None = None
+    flicker_max: float | None = None
     reference: ReferenceResult
     candidates: list[CandidateResult]
     recommendation: str = Field(description=f"the chosen candidate's name, or {FULL_RENDER!r}")
@@ -335,6 +339,7 @@ class CalibrationSetup(StrictModel):
     threads: int | None = None
     flip_mean_max: float
     flip_p95_max: float | None = None
+    flicker_max: float | None = None
     reference_pattern: str
     reference_tasks: list[str]
     chosen_plan_shot: str = Field(description="the shot as the chosen plan names it (relative to out_dir)")
@@ -488,6 +493,7 @@ def choose(
     full_core_s: float,
     flip_mean_max: float,
     flip_p95_max: float | None = None,
+    flicker_max: float | None = None,
 ) -> Choice:
     """Pick the cheapest candidate whose mean HDR-FLIP (and p95, when bounded) meets the target.
 
@@ -506,6 +512,9 @@ def choose(
             problems.append(f"FLIP mean {r.flip_mean:.4f} > {flip_mean_max:g}")
         if flip_p95_max is not None and r.flip_p95 > flip_p95_max:
             problems.append(f"FLIP p95 {r.flip_p95:.4f} > {flip_p95_max:g}")
+        if flicker_max is not None and (r.flicker is None or r.flicker > flicker_max):
+            problems.append(f"flicker {r.flicker:.4f} > {flicker_max:g}" if r.flicker is not None
+                            else "flicker not measured (no consecutive check frames)")
         meets = not problems
         if meets and r.cost.total_core_s >= full_core_s:
             reason = (f"meets the target but would cost {r.cost.total_core_s:.1f} core-s, "
@@ -548,16 +557,17 @@ def choose(
 def summary_table(result: CalibrationResult) -> str:
     """The candidates as a Markdown table (for the CLI, logs and docs)."""
     lines = [
-        "| candidate | spp | FLIP mean | FLIP p95 | PSNR dB | SSIM | fallback | core-s/frame | shot core-s | ratio | meets | chosen |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | :-: | :-: |",
+        "| candidate | spp | FLIP mean | FLIP p95 | PSNR dB | SSIM | flicker | fallback | core-s/frame | shot core-s | ratio | meets | chosen |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | :-: | :-: |",
     ]
     ref = result.reference
-    lines.append(f"| full render (reference) | {ref.samples} | 0 | 0 | - | 1 | - | {ref.core_s_per_frame:.2f} "
+    lines.append(f"| full render (reference) | {ref.samples} | 0 | 0 | - | 1 | 0 | - | {ref.core_s_per_frame:.2f} "
                  f"| {ref.cost.total_core_s:.0f} | 1.0 | - | - |")
     for c in result.candidates:
         fallback = f"{c.measured.fallback_rate:.0%}" if c.measured.withheld_frames_measured else "-"
+        flicker = f"{c.flicker:.4f}" if c.flicker is not None else "-"
         lines.append(
-            f"| {c.name} | {c.samples} | {c.flip_mean:.4f} | {c.flip_p95:.4f} | {c.psnr:.1f} | {c.ssim:.3f} | {fallback} "
+            f"| {c.name} | {c.samples} | {c.flip_mean:.4f} | {c.flip_p95:.4f} | {c.psnr:.1f} | {c.ssim:.3f} | {flicker} | {fallback} "
             f"| {c.cost.per_frame_core_s:.2f} | {c.cost.total_core_s:.0f} | {c.predicted_ratio:.1f} "
             f"| {'yes' if c.meets_target else 'no'} | {'**yes**' if c.chosen else ''} |"
         )
@@ -570,7 +580,7 @@ def summary_table(result: CalibrationResult) -> str:
 
 
 def affordable_checks(shot: Shot, wanted: int, share: float, *, shot_file: Path | None = None,
-                      frames: int | None = None) -> int:
+                      frames: int | None = None, per_check: int = 1) -> int:
     """How many check frames a calibration of ``shot`` can render within ``share`` of the full
     render of ``frames`` (the shot's, or all the shots that share the calibration): each
     full-quality reference frame costs ``1 / frames`` of it, and nine tenths of the budget at most
@@ -580,17 +590,17 @@ def affordable_checks(shot: Shot, wanted: int, share: float, *, shot_file: Path 
         ConfigError: not even one check frame fits; the message gives the choices.
     """
     frames = frames or len(shot.frames.frames)
-    fits = math.floor(share * 0.9 * frames + 1e-9)
+    fits = math.floor(share * 0.9 * frames / per_check + 1e-9)
     if fits >= 1:
         if fits < wanted:
             log.info("the calibration budget (%.0f%% of the full render) affords %d check frame(s) of %d frames, "
                      "not %d", share * 100, fits, frames, wanted)
         return min(wanted, fits)
-    needed = 1 / (0.9 * frames)
+    needed = per_check / (0.9 * frames)
     raise ConfigError(
         f"shot {shot.name}{' and the shots sharing it' if frames != len(shot.frames.frames) else ''} "
         f"{'have' if frames != len(shot.frames.frames) else 'has'} {frames} frames: too short to calibrate within {share:.0%} of its full render "
-        f"(one full-quality check frame alone is {1 / frames:.0%}); reuse a calibration of a shot like it "
+        f"(one full-quality check {'pair' if per_check == 2 else 'frame'} alone is {per_check / frames:.0%}); reuse a calibration of a shot like it "
         f"(farmplug plan SHOT --reuse CALIBRATION.json), allow a larger share (--budget-share {min(1.0, needed):.2f}), "
         "or plan it uncalibrated with a stated default (farmplug plan SHOT --samples-factor 1/16)", path=shot_file)
 
@@ -655,6 +665,21 @@ def calibration_for(plan: Plan, plan_file: Path) -> Path | None:
         return named if named.is_absolute() else Path(plan_file).parent / named
     beside = Path(plan_file).parent / CALIBRATION_FILE
     return beside if beside.is_file() else None
+
+
+def consecutive_pairs(checks: Sequence[int], shot: Shot) -> list[int]:
+    """``checks`` with the frame before each (the frame after, for the shot's first frame), so
+    flicker can be measured on each check frame's pair."""
+    frames = set(checks)
+    for f in checks:
+        frames.add(f - 1 if f - 1 >= shot.frames.start else f + 1)
+    return sorted(f for f in frames if shot.frames.start <= f <= shot.frames.end)
+
+
+def pairs_in(frames: Sequence[int]) -> list[int]:
+    """The frames ``t`` of ``frames`` whose predecessor ``t - 1`` is there too."""
+    present = set(frames)
+    return [f for f in sorted(present) if f - 1 in present]
 
 
 def delivered_for_checks(plan: Plan, shot: Shot, checks: Sequence[int]) -> list[int]:
@@ -744,7 +769,8 @@ def compile_calibration(
                                  frames=len(other_shot.frames.frames)))
     if isinstance(check_frames, int) and budget_share is not None:
         check_frames = affordable_checks(shot, check_frames, budget_share, shot_file=shot_file,
-                                         frames=sum(s.frames for s in shared))
+                                         frames=sum(s.frames for s in shared),
+                                         per_check=2 if target.flicker_max is not None else 1)
 
     # Check frames are frames made between keyframes of every frame-step candidate where the shot allows it.
     avoid: set[int] = set()
@@ -753,6 +779,9 @@ def compile_calibration(
             avoid |= set(c.plan(shot="shot.yaml", target=target).keyframes(shot))
     checks = (default_check_frames(shot, check_frames, avoid=frozenset(avoid)) if isinstance(check_frames, int)
               else sorted(set(check_frames)))
+    if target.flicker_max is not None:
+        # Flicker is measured on consecutive frames: each check frame with the frame before it.
+        checks = consecutive_pairs(checks, shot)
     folder = out_dir / CALIBRATION_DIR
     work = folder / "work"
 
@@ -791,7 +820,7 @@ def compile_calibration(
     ))
     setup = CalibrationSetup(
         shot_file=str(shot_file), out_dir=str(out_dir), check_frames=checks, chunk_size=chunk_size, threads=threads,
-        flip_mean_max=target.flip_mean_max, flip_p95_max=flip_p95_max,
+        flip_mean_max=target.flip_mean_max, flip_p95_max=flip_p95_max, flicker_max=target.flicker_max,
         reference_pattern=run_layout(reference_root, shot).reference,
         reference_tasks=[t.id for t in tasks if t.role == "reference"],
         chosen_plan_shot=os.path.relpath(shot_file, out_dir), candidates=setups, skipped=list(skipped),
@@ -885,6 +914,22 @@ def _records(graph: JobGraph, tasks: Sequence[Task]) -> list[tuple[Task, TimingR
     return found
 
 
+def flicker_of(reference_pattern: str, result_pattern: str, pairs: Sequence[int]) -> list[float]:
+    """Temporal instability of the results of each pair ``(t - 1, t)`` (``t`` in ``pairs``)
+    against the references, reprojected along the results' Vector pass where they carry one."""
+    from farmplug.imageio import read_frame
+    from farmplug.quality import temporal_instability
+    from farmplug.render.base import frame_path
+
+    scores = []
+    for t in pairs:
+        results = [read_frame(frame_path(result_pattern, f)) for f in (t - 1, t)]
+        refs = [read_frame(frame_path(reference_pattern, f)).feature("color") for f in (t - 1, t)]
+        motion = [r.feature("motion") for r in results] if all(r.has("motion") for r in results) else None
+        scores.append(temporal_instability([r.feature("color") for r in results], refs, motion=motion).mean)
+    return scores
+
+
 def _measure_reference(setup: CalibrationSetup, shot: Shot, graph: JobGraph) -> ReferenceResult:
     from farmplug.imageio import read_frame
     from farmplug.render.base import frame_path
@@ -934,6 +979,8 @@ def _measure_candidate(setup: CalibrationSetup, candidate: CandidateSetup, graph
                                **quality.as_dict(), thumbnail=thumb, error_map=flip_png))
     measured = measured_cost(records, made=len(verdicts), failed=len(failed))
     cost = estimate_cost(measured, plan, shot)
+    pairs = pairs_in(setup.check_frames)
+    flicker = (sum(scores := flicker_of(setup.reference_pattern, final, pairs)) / len(scores)) if pairs else None
 
     def mean(key: str) -> float:
         return sum(getattr(r, key) for r in rows) / len(rows)
@@ -943,6 +990,7 @@ def _measure_candidate(setup: CalibrationSetup, candidate: CandidateSetup, graph
         stages=[f"{s.kind}:{s.backend}" for s in plan.stages], passes=sorted(plan.passes()), frames=rows,
         flip_mean=mean("flip_mean"), flip_p95=mean("flip_p95"), psnr=mean("psnr"), ssim=mean("ssim"),
         measured=measured, cost=cost, predicted_ratio=full.cost.total_core_s / cost.total_core_s,
+        flicker=flicker, flicker_pairs=pairs,
     )
     log.info(
         "%s: %d spp, FLIP mean %.4f (p95 %.4f), PSNR %.1f dB; %.2f core-s/frame, shot %.0f core-s, %.1fx cheaper%s",
@@ -975,10 +1023,10 @@ def measure_calibration(setup_file: Path) -> tuple[CalibrationResult, TimingReco
         reference = _measure_reference(setup, shot, graph)
         results = [_measure_candidate(setup, c, graph, shot, reference) for c in setup.candidates]
         choice = choose(results, full_core_s=reference.cost.total_core_s, flip_mean_max=setup.flip_mean_max,
-                        flip_p95_max=setup.flip_p95_max)
+                        flip_p95_max=setup.flip_p95_max, flicker_max=setup.flicker_max)
         plan_path = out_dir / PLAN_FILE
         plan_file = None
-        target = QualityTarget(flip_mean_max=setup.flip_mean_max)
+        target = QualityTarget(flip_mean_max=setup.flip_mean_max, flicker_max=setup.flicker_max)
         if choice.chosen is not None:
             chosen = next(c for c in setup.candidates if c.name == choice.chosen.name)
             plan, _shot, _ = load_plan(chosen.plan_file)
@@ -997,6 +1045,7 @@ def measure_calibration(setup_file: Path) -> tuple[CalibrationResult, TimingReco
         result = CalibrationResult(
             shot=setup.shot_file, shot_name=shot.name, frames=len(shot.frames.frames), check_frames=setup.check_frames,
             chunk_size=setup.chunk_size, flip_mean_max=setup.flip_mean_max, flip_p95_max=setup.flip_p95_max,
+            flicker_max=setup.flicker_max,
             reference=reference, candidates=choice.candidates, recommendation=choice.recommendation, reason=choice.reason,
             plan_file=plan_file, wall_s=time.time() - setup.started_at if setup.started_at else 0.0,
             skipped=setup.skipped, shared_by=setup.shared_by,

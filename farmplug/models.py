@@ -113,6 +113,11 @@ class Shot(StrictModel):
 
 class QualityTarget(StrictModel):
     flip_mean_max: float = Field(default=0.1, gt=0, le=1, description="mean HDR-FLIP allowed on check frames")
+    flicker_max: float | None = Field(
+        default=None, gt=0, le=1,
+        description="temporal instability allowed on consecutive check frames (mean |Δresult − Δreference| in "
+                    "tone-mapped values, reprojected along the Vector pass where the frames have one); calibration "
+                    "then measures check frames in consecutive pairs")
 
 
 class Plan(StrictModel):

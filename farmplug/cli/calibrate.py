@@ -34,6 +34,8 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--check-count", type=int, default=3, help="without --check-frames: this many, spread over the shot")
     p.add_argument("--flip-target", type=float, default=0.1, help="mean HDR-FLIP allowed on check frames")
     p.add_argument("--flip-p95-max", type=float, default=None, help="also bound the 95th-percentile FLIP")
+    p.add_argument("--flicker-max", type=float, default=None,
+                   help="also bound the temporal instability; check frames are then measured in consecutive pairs")
     p.add_argument("--chunk-size", type=int, default=8, help="frames per farm task")
     p.add_argument("--threads", type=int, default=None, help="render threads (default: all cores)")
     p.add_argument("--budget-share", type=float, default=None,
@@ -92,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     from farmplug.calibrate import DEFAULT_BUDGET_SHARE
 
     share = DEFAULT_BUDGET_SHARE if args.budget_share is None else args.budget_share
-    settings = dict(candidates=candidates, check_frames=checks, target=QualityTarget(flip_mean_max=args.flip_target),
+    settings = dict(candidates=candidates, check_frames=checks, target=QualityTarget(flip_mean_max=args.flip_target, flicker_max=args.flicker_max),
                     flip_p95_max=args.flip_p95_max, chunk_size=args.chunk_size, threads=args.threads, run_dir=args.run_dir,
                     budget_share=share, also_for=others)
     if args.farm != "local" or args.dry_run:

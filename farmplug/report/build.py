@@ -68,6 +68,7 @@ from farmplug.report.model import (
     Assumptions,
     CapacityInfo,
     Figures,
+    FlickerPair,
     FrameQuality,
     InbetweenSummary,
     LongerShot,
@@ -352,9 +353,17 @@ def measure_check_frames(graph: JobGraph, shot: Shot, plan: Plan, out_dir: Path,
 
     flip_mean = mean("flip_mean")
     target = plan.quality_target.flip_mean_max
+    from farmplug.calibrate import flicker_of, pairs_in
+
+    pairs = pairs_in(plan.check_frames)
+    scores = flicker_of(layout.reference, layout.final, pairs) if pairs else []
+    flicker = sum(scores) / len(scores) if scores else None
+    bound = plan.quality_target.flicker_max
+    meets = flip_mean <= target and (bound is None or (flicker is not None and flicker <= bound))
     return QualitySummary(
         flip_mean=flip_mean, flip_p95=mean("flip_p95"), psnr_mean=mean("psnr"), ssim_mean=mean("ssim"),
-        flip_target=target, meets_target=flip_mean <= target, frames=rows,
+        flip_target=target, meets_target=meets, frames=rows, flicker=flicker, flicker_target=bound,
+        flicker_pairs=[FlickerPair(frame=t, flicker=v) for t, v in zip(pairs, scores, strict=True)],
     )
 
 

@@ -54,6 +54,13 @@ class FrameQuality(StrictModel):
     confidence: float | None = None
 
 
+class FlickerPair(StrictModel):
+    """The temporal instability of the delivered frames ``frame - 1`` and ``frame`` against the references'."""
+
+    frame: int
+    flicker: float = Field(ge=0)
+
+
 class QualitySummary(StrictModel):
     """Quality over all check frames and the verdict against the target.
 
@@ -74,6 +81,10 @@ class QualitySummary(StrictModel):
     flip_target: float | None = None
     meets_target: bool | None = None
     frames: list[FrameQuality]
+    flicker: float | None = Field(
+        default=None, description="temporal instability over the consecutive check frames (None: no pairs)")
+    flicker_pairs: list[FlickerPair] = Field(default_factory=list, description="per pair (t - 1, t)")
+    flicker_target: float | None = None
 
 
 class StageCost(StrictModel):

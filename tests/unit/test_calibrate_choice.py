@@ -161,13 +161,16 @@ def test_bad_candidates_are_rejected(kwargs):
 
 
 def test_default_candidates_add_a_frame_step_only_on_longer_shots_and_each_stage_variant():
-    assert [c.frame_step for c in default_candidates(shot(4))] == [1] * 8
-    assert [c.frame_step for c in default_candidates(shot(24))] == [1] * 8 + [2] * 8
-    # The variants come from the stages' configs (the denoiser offers its balanced filter).
-    assert [c.name for c in default_candidates(shot(4))][3:5] == ["x1-8_denoise", "x1-64_denoise-balanced"]
+    assert [c.frame_step for c in default_candidates(shot(4))] == [1] * 12
+    assert [c.frame_step for c in default_candidates(shot(24))] == [1] * 12 + [2] * 12
+    # The variants come from the stages' configs (the denoiser offers its balanced filter and
+    # its temporal backend).
+    assert [c.name for c in default_candidates(shot(4))][3::4] == [
+        "x1-8_denoise", "x1-8_denoise-balanced", "x1-8_denoise-temporal"]
+    assert Candidate(1 / 8, variants=("denoise-temporal",)).stages()[0].backend == "temporal"
     balanced = Candidate(1 / 64, variants=("denoise-balanced",)).stages()
     assert balanced[0].kind == "denoise" and balanced[0].quality == "balanced"
-    with pytest.raises(ConfigError, match="'denoise-ultra' is not offered .*offered: denoise-balanced"):
+    with pytest.raises(ConfigError, match="'denoise-ultra' is not offered .*offered: denoise-balanced, denoise-temporal"):
         Candidate(1 / 64, variants=("denoise-ultra",)).stages()
 
 
@@ -236,3 +239,20 @@ def test_the_fallback_rate_is_costed_at_its_upper_confidence_bound():
                                           fallback_rate_bound=fallback_upper_bound(1, 3)), plan, s)
     naive = estimate_cost(MeasuredCost(layers=layers, fallback_rate=1 / 3), plan, s)
     assert cautious.total_core_s > naive.total_core_s
+
+
+def test_a_flicker_bound_judges_the_consecutive_check_frames():
+    from farmplug.calibrate import consecutive_pairs, pairs_in
+
+    steady, flickery = result("steady", 0.05, 300), result("flickery", 0.05, 200)
+    steady = steady.model_copy(update={"flicker": 0.004, "flicker_pairs": [12]})
+    flickery = flickery.model_copy(update={"flicker": 0.02, "flicker_pairs": [12]})
+    assert choose([steady, flickery], full_core_s=1000, flip_mean_max=0.1).recommendation == "flickery"
+    judged = choose([steady, flickery], full_core_s=1000, flip_mean_max=0.1, flicker_max=0.01)
+    assert judged.recommendation == "steady"
+    assert "flicker 0.0200 > 0.01" in next(c for c in judged.candidates if c.name == "flickery").reason
+    unmeasured = choose([result("x", 0.05, 100)], full_core_s=1000, flip_mean_max=0.1, flicker_max=0.01)
+    assert unmeasured.recommendation == FULL_RENDER and "flicker not measured" in unmeasured.candidates[0].reason
+    # Check frames become pairs: each with the frame before it (after it, at the shot's start).
+    assert consecutive_pairs([1, 12, 24], shot(24)) == [1, 2, 11, 12, 23, 24]
+    assert pairs_in([1, 2, 11, 12, 23, 24]) == [2, 12, 24]
