@@ -85,12 +85,15 @@ class Candidate:
     frame_step: int = 1
     post: tuple[str, ...] | None = None
     variants: tuple[str, ...] = ()
+    resolution_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if not 0 < self.samples_factor <= 1:
             raise ConfigError(f"candidate samples_factor must be in (0, 1], got {self.samples_factor}")
         if self.frame_step < 1:
             raise ConfigError(f"candidate frame_step must be 1 or more, got {self.frame_step}")
+        if not 0 < self.resolution_scale <= 1:
+            raise ConfigError(f"candidate resolution_scale must be in (0, 1], got {self.resolution_scale}")
 
     @property
     def name(self) -> str:
@@ -100,6 +103,8 @@ class Candidate:
         parts = [f"x{fraction.numerator}-{fraction.denominator}" if exact else f"x{self.samples_factor:g}"]
         if self.frame_step > 1:
             parts.append(f"step{self.frame_step}")
+        if self.resolution_scale != 1:
+            parts.append(f"res{Fraction(self.resolution_scale).limit_denominator(64)}".replace("/", "-"))
         applied = dict(v.split("-", 1) for v in self.variants)
         parts += [f"{s.kind}-{applied[s.kind]}" if s.kind in applied else s.kind for s in self.stages()]
         return "_".join(parts)
@@ -111,6 +116,10 @@ class Candidate:
             FarmplugError: a named stage kind is not registered.
         """
         stages = default_stages() if self.post is None else [descriptor(kind).config() for kind in self.post]
+        if self.resolution_scale != 1:
+            from farmplug.stages.registry import descriptor_of, upscale_stage
+
+            stages = sorted([*stages, upscale_stage(self.resolution_scale)], key=lambda c: descriptor_of(c).order)
         if self.frame_step > 1:
             stages.append(keyframe_stage())
         for variant in self.variants:
@@ -141,6 +150,7 @@ class Candidate:
         try:
             return Plan(
                 shot=shot, samples_factor=self.samples_factor, frame_step=self.frame_step, stages=self.stages(),
+                resolution_scale=self.resolution_scale,
                 quality_target=target, check_frames=list(check_frames), chunk_size=chunk_size, threads=threads,
             )
         except ValidationError as err:

@@ -29,7 +29,7 @@ def structures(candidates: Sequence[Candidate]) -> list[list[Candidate]]:
     samples up; groups in the order their first candidate was given."""
     groups: dict[tuple, list[Candidate]] = {}
     for c in candidates:
-        groups.setdefault((c.frame_step, c.post, c.variants), []).append(c)
+        groups.setdefault((c.frame_step, c.post, c.variants, c.resolution_scale), []).append(c)
     return [sorted(g, key=lambda c: c.samples_factor) for g in groups.values()]
 
 

@@ -27,6 +27,8 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=None, help="folder for plan.yaml and the evidence (default: beside the shot)")
     p.add_argument("--factors", default=None, help="samples factors to try, e.g. 1/64,1/32,1/16 (default: 1/64..1/8)")
     p.add_argument("--frame-steps", default=None, help="frame steps to try, e.g. 1,2 (default: 1, and 2 for 5+ frames)")
+    p.add_argument("--resolution-scales", default="1",
+                   help="render resolutions to try, e.g. 1,1/2 (below 1: the installed upscaler makes it full size)")
     p.add_argument("--variants", default="all",
                    help="stage settings to try as structures of their own: all the stages offer (e.g. "
                         "denoise-balanced), none, or a comma-separated list")
@@ -51,7 +53,7 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
     add_farm_options(p)
 
 
-def candidates_from(factors: str | None, steps: str | None, shot, variants: str = "all"):
+def candidates_from(factors: str | None, steps: str | None, shot, variants: str = "all", scales: str = "1"):
     """The candidates the options name (default: :func:`~farmplug.calibrate.default_candidates`).
 
     Raises:
@@ -63,8 +65,9 @@ def candidates_from(factors: str | None, steps: str | None, shot, variants: str 
         values = [fraction(f) for f in (factors or "1/64,1/32,1/16,1/8").split(",") if f.strip()]
         default_steps = "1,2" if len(shot.frames.frames) >= MIN_FRAMES_FOR_STEP else "1"
         frame_steps = [int(x) for x in (steps or default_steps).split(",") if x.strip()]
+        resolutions = [fraction(x) for x in scales.split(",") if x.strip()]
     except (argparse.ArgumentTypeError, ValueError) as err:
-        raise FarmplugError(f"bad --factors/--frame-steps: {err}") from None
+        raise FarmplugError(f"bad --factors/--frame-steps/--resolution-scales: {err}") from None
     candidates = []
     for n in frame_steps:
         if variants == "all":
@@ -73,7 +76,8 @@ def candidates_from(factors: str | None, steps: str | None, shot, variants: str 
             sets = [()]
         else:
             sets = [(), *((v.strip(),) for v in variants.split(",") if v.strip())]
-        candidates += [Candidate(f, frame_step=n, variants=v) for v in sets for f in values]
+        candidates += [Candidate(f, frame_step=n, variants=v, resolution_scale=r)
+                       for r in resolutions for v in sets for f in values]
     for c in candidates:
         c.stages()  # an unknown variant is one line now, not a failed task later
     return candidates
@@ -89,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     shot_file, *others = args.shot
     shot = load_shot(shot_file)
     out = args.out or shot_file.parent
-    candidates = candidates_from(args.factors, args.frame_steps, shot, args.variants)
+    candidates = candidates_from(args.factors, args.frame_steps, shot, args.variants, args.resolution_scales)
     checks = parse_frames(args.check_frames) if args.check_frames else args.check_count
     from farmplug.calibrate import DEFAULT_BUDGET_SHARE
 

@@ -41,3 +41,24 @@ def test_a_half_resolution_plan_delivers_full_size_frames_and_a_report(tiny_scen
     assert 0 < report["quality"]["flip_mean"] < 1
     stages = {c["stage"] for c in report["costs"]}
     assert {"render", "denoise", "upscale", "fullres"} <= stages
+
+
+def test_calibration_measures_a_half_resolution_candidate_with_its_guide_render(tiny_scene, tmp_path, capsys):
+    shot = {"name": "tiny", "scene": str(tiny_scene), "frames": {"start": 1, "end": 4},
+            "resolution": {"width": 64, "height": 36}, "samples": 1024, "output": "frames/tiny.####.exr"}
+    (tmp_path / "shot.yaml").write_text(yaml.safe_dump(shot))
+    out = tmp_path / "calib"
+    assert main(["calibrate", str(tmp_path / "shot.yaml"), "--out", str(out), "--factors", "1/16", "--frame-steps", "1",
+                 "--variants", "none", "--resolution-scales", "1/2,1", "--check-frames", "2", "--flip-target", "0.9",
+                 "--budget-share", "1", "--all-candidates"]) == 0
+    capsys.readouterr()
+    calibration = json.loads((out / "calibration.json").read_text())
+    measured = {c["name"]: c for c in calibration["candidates"]}
+    assert sorted(measured) == ["x1-16_denoise", "x1-16_res1-2_denoise_upscale"]
+    half = measured["x1-16_res1-2_denoise_upscale"]
+    assert half["stages"] == ["denoise:oidn", "upscale:guided"]
+    # Its costs are its own tasks': the half-size render, the full-size guide, denoise and upscale.
+    assert {"render", "fullres", "denoise", "upscale"} == set(half["measured"]["layers"])
+    full = measured["x1-16_denoise"]
+    assert half["measured"]["layers"]["render"]["core_s_per_frame"] < full["measured"]["layers"]["render"]["core_s_per_frame"]
+    assert 0 < half["flip_mean"] < 1 and half["frames"][0]["frame"] == 2
