@@ -372,6 +372,7 @@ def run_calibration(
     groups = structures(candidates) if search else [candidates]
     samples_of = {c.name: c.plan(shot=str(shot_file), target=target or QualityTarget()).samples_for(shot)
                   for c in candidates}
+    work_of = calibration_work(shot_file, shot, candidates, check_frames if not isinstance(check_frames, int) else None)
     tried: list[Candidate] = []
     skipped: dict = {}
     result: CalibrationResult | None = None
@@ -379,7 +380,7 @@ def run_calibration(
     measuring = 0.0
     while True:
         if search:
-            step = next_round(groups, result, samples_of=samples_of,
+            step = next_round(groups, result, samples_of=samples_of, work_of=work_of,
                               budget_core_s=share * result.budget.full_render_core_s if result and result.budget else None,
                               spent_core_s=result.budget.spent_core_s if result and result.budget else 0.0)
             skipped.update(step.skipped)
@@ -427,3 +428,20 @@ def _record_skips(path: Path, result: CalibrationResult, skipped: list) -> None:
     more = [s for s in skipped if s.name not in known]
     if more:
         save_model(result.model_copy(update={"skipped": [*result.skipped, *more]}), path)
+
+
+def calibration_work(shot_file: Path, shot, candidates: Sequence[Candidate], checks: Sequence[int] | None) -> dict[str, int]:
+    """Frames each candidate's calibration tasks handle (renders and stages), from its compiled
+    graph on the shot's middle frame or the given check frames: what prices an untried structure."""
+    from farmplug.calibrate import delivered_for_checks
+    from farmplug.graph import compile_plan
+    from farmplug.models import QualityTarget
+
+    frames = list(checks) if checks else [shot.frames.frames[len(shot.frames.frames) // 2]]
+    work = {}
+    for c in candidates:
+        plan = c.plan(shot=str(shot_file), target=QualityTarget())
+        graph = compile_plan(plan, shot, plan_file=Path("plan.yaml"), shot_file=Path(shot_file), run_dir=Path("run"),
+                             frames=delivered_for_checks(plan, shot, frames))
+        work[c.name] = sum(len(t.frames) for t in graph.tasks if t.role == "plan")
+    return work

@@ -67,13 +67,17 @@ def _skip(c: Candidate, reason: str) -> SkippedCandidate:
 
 
 def next_round(groups: Sequence[Sequence[Candidate]], result: CalibrationResult | None, *,
-               samples_of: dict[str, int], budget_core_s: float | None, spent_core_s: float) -> Round:
+               samples_of: dict[str, int], budget_core_s: float | None, spent_core_s: float,
+               work_of: dict[str, int] | None = None) -> Round:
     """The candidates to try next, given what is measured so far (``result``; None before any).
 
     Args:
         groups: :func:`structures` of the candidates.
         result: The calibration so far: every candidate tried, measured and judged.
         samples_of: Each candidate's samples per pixel on this shot.
+        work_of: Each candidate's calibration tasks' frames (a temporal denoiser renders the
+            neighbours of each check frame too): an untried structure is priced as a measured
+            candidate's spend times the ratio of their frames. None: the same for all.
         budget_core_s: What the calibration may spend in all (None: no budget).
         spent_core_s: What it has spent so far (the reference renders and every round).
     """
@@ -95,6 +99,8 @@ def next_round(groups: Sequence[Sequence[Candidate]], result: CalibrationResult 
             if left is not None:
                 nearest = min(measured.values(), key=lambda m: abs(m.samples_factor - group[0].samples_factor))
                 need = calibration_spend(nearest)
+                if work_of and work_of.get(nearest.name):
+                    need *= work_of.get(group[0].name, work_of[nearest.name]) / work_of[nearest.name]
                 if need > left:
                     budget = budget_core_s or 0.0
                     for c in group:

@@ -166,3 +166,18 @@ def test_candidates_that_differ_after_the_render_share_its_tasks(tmp_path):
     assert setups["x1-64_denoise-balanced"].shared_tasks == [renders[0].id]
     assert setups["x1-64_denoise"].shared_tasks == [] == setups["x1-32_denoise"].shared_tasks
     job.graph.topological()
+
+
+def test_an_untried_structure_is_priced_by_the_frames_its_calibration_handles():
+    """A temporal denoiser renders each check frame's neighbours too: priced at that many times
+    a measured candidate's spend, it is skipped where that does not fit."""
+    temporal = [Candidate(1 / 64, variants=("denoise-temporal",))]
+    groups = structures(STEP1 + temporal)
+    samples = SAMPLES | {temporal[0].name: 16}
+    so_far = calibration([measured(STEP1[1], meets=True, shot_cost=300)])
+    spend = calibration_spend(so_far.candidates[0])
+    work = {"x1-64_denoise": 2, temporal[0].name: 6}
+    fits_plain = next_round(groups, so_far, samples_of=samples, budget_core_s=2 * spend, spent_core_s=0)
+    assert names(fits_plain.tries) == [temporal[0].name]
+    priced = next_round(groups, so_far, samples_of=samples, budget_core_s=2 * spend, spent_core_s=0, work_of=work)
+    assert priced.tries == [] and f"about {3 * spend:.1f} core-s" in priced.skipped[temporal[0].name].reason
