@@ -21,11 +21,10 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from farmplug.errors import FarmplugError
 from farmplug.graph import JobGraph, compile_plan, default_run_dir, save_graph
 from farmplug.models import Plan, QualityTarget, Shot, default_check_frames, load_plan, load_shot
 from farmplug.schema import save_model
-from farmplug.stages.registry import default_stages, keyframe_stage
+from farmplug.stages.registry import plan_stages
 
 __all__ = ["compile_graph", "load_plan", "load_shot", "make_plan", "report", "save_plan", "submit"]
 
@@ -57,18 +56,7 @@ def make_plan(
     from farmplug.frames import parse_frames
     from farmplug.schema import describe_validation_error
 
-    stages = default_stages()
-    if resolution_scale != 1.0:
-        from farmplug.stages.registry import descriptor_of, upscale_stage
-
-        stages = sorted([*stages, upscale_stage(resolution_scale)], key=lambda c: descriptor_of(c).order)
-    if frame_step > 1:
-        maker = keyframe_stage()
-        if guided:
-            if "guided" not in type(maker).model_fields:
-                raise FarmplugError(f"the {maker.kind} stage cannot be guided")
-            maker = maker.model_copy(update={"guided": True})
-        stages.append(maker)
+    stages = plan_stages(frame_step=frame_step, guided=guided, resolution_scale=resolution_scale)
     shot_ref = os.path.relpath(Path(shot_file).absolute(), Path(plan_file).absolute().parent)
     try:
         plan = Plan(shot=shot_ref, samples_factor=samples_factor, frame_step=frame_step, stages=stages,

@@ -96,18 +96,11 @@ def plan_needs(frame_step: int, guided: bool) -> dict:
     Raises:
         FarmplugError: no stage can fill a frame step, or the stage cannot be guided.
     """
-    from farmplug.stages.registry import default_stages, descriptor_of, keyframe_stage
+    from farmplug.stages.registry import descriptor_of, plan_stages
 
     if frame_step < 1:
         raise FarmplugError(f"--frame-step must be 1 or more, got {frame_step}")
-    stages = default_stages()
-    if frame_step > 1:
-        maker = keyframe_stage()
-        if guided:
-            if "guided" not in type(maker).model_fields:
-                raise FarmplugError(f"the {maker.kind} stage cannot be guided")
-            maker = maker.model_copy(update={"guided": True})
-        stages.append(maker)
+    stages = plan_stages(frame_step=frame_step, guided=guided)
     listed, passes = [], set()
     for stage in stages:
         described = descriptor_of(stage)
