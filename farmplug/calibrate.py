@@ -682,6 +682,8 @@ def consecutive_pairs(checks: Sequence[int], shot: Shot) -> list[int]:
     flicker can be measured on each check frame's pair."""
     frames = set(checks)
     for f in checks:
+        if f - 1 in frames or f + 1 in frames:
+            continue  # already in a pair (the list was made of pairs)
         frames.add(f - 1 if f - 1 >= shot.frames.start else f + 1)
     return sorted(f for f in frames if shot.frames.start <= f <= shot.frames.end)
 

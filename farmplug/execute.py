@@ -367,6 +367,12 @@ def run_calibration(
     names = [c.name for c in candidates]
     if len(set(names)) != len(names):
         raise ConfigError(f"calibration candidates repeat: {names}")
+    if isinstance(check_frames, int):
+        # The check frames are chosen once, from every candidate (frames made between keyframes
+        # where some candidate has a frame step), so every round measures the same frames and no
+        # round renders the reference again.
+        check_frames = compile_calibration(shot_file, out_dir, candidates=candidates, check_frames=check_frames,
+                                           target=target, budget_share=share, also_for=also_for).setup.check_frames
     settings = dict(check_frames=check_frames, target=target, flip_p95_max=flip_p95_max, chunk_size=chunk_size,
                     threads=threads, run_dir=run_dir, budget_share=share, also_for=also_for)
     groups = structures(candidates) if search else [candidates]

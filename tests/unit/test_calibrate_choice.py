@@ -256,3 +256,4 @@ def test_a_flicker_bound_judges_the_consecutive_check_frames():
     # Check frames become pairs: each with the frame before it (after it, at the shot's start).
     assert consecutive_pairs([1, 12, 24], shot(24)) == [1, 2, 11, 12, 23, 24]
     assert pairs_in([1, 2, 11, 12, 23, 24]) == [2, 12, 24]
+    assert consecutive_pairs([1, 2, 11, 12, 23, 24], shot(24)) == [1, 2, 11, 12, 23, 24]  # pairs stay pairs

@@ -181,3 +181,27 @@ def test_an_untried_structure_is_priced_by_the_frames_its_calibration_handles():
     assert names(fits_plain.tries) == [temporal[0].name]
     priced = next_round(groups, so_far, samples_of=samples, budget_core_s=2 * spend, spent_core_s=0, work_of=work)
     assert priced.tries == [] and f"about {3 * spend:.1f} core-s" in priced.skipped[temporal[0].name].reason
+
+
+def test_every_round_measures_the_check_frames_chosen_from_every_candidate(tmp_path, monkeypatch):
+    """The first round has no frame-step candidate, but its check frames already avoid the
+    keyframes of the ones to come: no later round renders the reference again."""
+    import farmplug.execute as execute
+    from farmplug.calibrate import compile_calibration
+    from farmplug.schema import save_model
+
+    (tmp_path / "s.blend").write_bytes(b"a scene")
+    save_model(shot(24).model_copy(update={"scene": "s.blend"}), tmp_path / "shot.yaml")
+    expected = compile_calibration(tmp_path / "shot.yaml", tmp_path / "out", candidates=STEP1 + STEP2,
+                                   budget_share=1.0).setup.check_frames
+    seen = []
+
+    def no_run(graph, **_kwargs):
+        seen.append(sorted({f for t in graph.tasks if t.role == "reference" for f in t.frames}))
+        raise execute.FarmplugError("stop here")
+
+    monkeypatch.setattr(execute, "run_graph", no_run)
+    monkeypatch.setattr(execute, "warm_up", lambda job: None)
+    with pytest.raises(execute.FarmplugError, match="stop here"):
+        execute.run_calibration(tmp_path / "shot.yaml", tmp_path / "out", candidates=STEP1 + STEP2, budget_share=1.0)
+    assert seen == [expected] and any(f % 2 == 0 for f in expected)  # frames between step-2 keyframes
