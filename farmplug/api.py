@@ -21,12 +21,36 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from farmplug.errors import FarmplugError
 from farmplug.graph import JobGraph, compile_plan, default_run_dir, save_graph
 from farmplug.models import Plan, QualityTarget, Shot, default_check_frames, load_plan, load_shot
 from farmplug.schema import save_model
-from farmplug.stages.registry import plan_stages
+from farmplug.stages.base import StageConfig
+from farmplug.stages.registry import default_stages, descriptor_of, keyframe_stage, upscale_stage
 
-__all__ = ["compile_graph", "load_plan", "load_shot", "make_plan", "report", "save_plan", "submit"]
+__all__ = ["compile_graph", "load_plan", "load_shot", "make_plan", "plan_stages", "report", "save_plan", "submit"]
+
+
+def plan_stages(*, frame_step: int = 1, guided: bool = False, resolution_scale: float = 1.0) -> list[StageConfig]:
+    """The stages a plan gets by default: the default per-frame stages, the upscaler a
+    ``resolution_scale`` below 1 needs, and with a frame step the stage that makes the frames
+    between keyframes (``guided`` when asked), in chain order.
+
+    Raises:
+        ConfigError: no stage upscales by that factor, or none makes frames between keyframes.
+        FarmplugError: ``guided`` asked of a stage that cannot be guided.
+    """
+    stages = default_stages()
+    if resolution_scale != 1.0:
+        stages = sorted([*stages, upscale_stage(resolution_scale)], key=lambda c: descriptor_of(c).order)
+    if frame_step > 1:
+        maker = keyframe_stage()
+        if guided:
+            if "guided" not in type(maker).model_fields:
+                raise FarmplugError(f"the {maker.kind} stage cannot be guided")
+            maker = maker.model_copy(update={"guided": True})
+        stages.append(maker)
+    return stages
 
 
 def make_plan(

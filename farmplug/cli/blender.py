@@ -96,7 +96,8 @@ def plan_needs(frame_step: int, guided: bool) -> dict:
     Raises:
         FarmplugError: no stage can fill a frame step, or the stage cannot be guided.
     """
-    from farmplug.stages.registry import descriptor_of, plan_stages
+    from farmplug.api import plan_stages
+    from farmplug.stages.registry import descriptor_of
 
     if frame_step < 1:
         raise FarmplugError(f"--frame-step must be 1 or more, got {frame_step}")

@@ -130,28 +130,6 @@ def upscale_stage(resolution_scale: float) -> StageConfig:
     return found[0].config()
 
 
-def plan_stages(*, frame_step: int = 1, guided: bool = False, resolution_scale: float = 1.0) -> list[StageConfig]:
-    """The stages a plan gets by default: the default per-frame stages, the upscaler a
-    ``resolution_scale`` below 1 needs, and with a frame step the stage that makes the frames
-    between keyframes (``guided`` when asked), in chain order.
-
-    Raises:
-        ConfigError: no stage upscales by that factor, or none makes frames between keyframes.
-        FarmplugError: ``guided`` asked of a stage that cannot be guided.
-    """
-    stages = default_stages()
-    if resolution_scale != 1.0:
-        stages = sorted([*stages, upscale_stage(resolution_scale)], key=lambda c: descriptor_of(c).order)
-    if frame_step > 1:
-        maker = keyframe_stage()
-        if guided:
-            if "guided" not in type(maker).model_fields:
-                raise FarmplugError(f"the {maker.kind} stage cannot be guided")
-            maker = maker.model_copy(update={"guided": True})
-        stages.append(maker)
-    return stages
-
-
 def keyframe_stage() -> StageConfig:
     """The default config of the stage that fills a frame step (the first ``mode="keyframes"`` stage).
 
