@@ -382,7 +382,7 @@ def run_calibration(
     tried: list[Candidate] = []
     skipped: dict = {}
     result: CalibrationResult | None = None
-    rounds = done_tasks = 0
+    rounds = 0
     measuring = 0.0
     while True:
         if search:
@@ -410,11 +410,10 @@ def run_calibration(
         try:
             # The reference renders go into the run folder the plan will use: it is locked too.
             with run_folder_lock(run_dir) if run_dir is not None else contextlib.nullcontext():
-                summary = run_graph(job.graph, progress=(
+                run_graph(job.graph, progress=(
                     lambda done, n, task, label=label: progress(done, n, label + task.id)) if progress else None)
         except FarmplugError as err:
             raise FarmplugError(f"calibration {err}") from err
-        done_tasks += len(summary.ran)
         result = load_model(CalibrationResult, Path(out_dir) / CALIBRATION_FILE)
         measuring += read_timing(job.graph.task(MEASURE_TASK).timing).frames[0].cpu_s
         log.debug("round %d spent %.1f core-s", rounds, (result.budget.spent_core_s if result.budget else 0) - before)
