@@ -44,3 +44,27 @@ def test_calibration_measures_flicker_on_pairs_and_the_report_shows_it(tiny_scen
     assert quality["flicker_target"] == 0.5 and quality["meets_target"] == (quality["flicker"] <= 0.5 and
                                                                             quality["flip_mean"] <= 0.5)
     assert "Flicker</dt>" in (run_dir / "report.html").read_text()
+
+
+def test_a_calibrated_plan_with_the_temporal_denoiser_runs_and_reports_its_flicker(tiny_scene, tmp_path):
+    """Calibration choosing the temporal denoiser (the only candidate), then its plan run for real:
+    the delivered frames are the temporal backend's, and the report's flicker is the run's."""
+    from farmplug.calibrate import Candidate
+    from farmplug.execute import run_calibration
+    from farmplug.imageio import read_frame
+    from farmplug.models import QualityTarget
+
+    shot = {"name": "tiny", "scene": str(tiny_scene), "frames": {"start": 1, "end": 4},
+            "resolution": {"width": 64, "height": 36}, "samples": 1024, "output": "frames/tiny.####.exr"}
+    (tmp_path / "shot.yaml").write_text(yaml.safe_dump(shot))
+    out, run_dir = tmp_path / "calib", tmp_path / "run"
+    result = run_calibration(tmp_path / "shot.yaml", out, candidates=[Candidate(1 / 16, variants=("denoise-temporal",))],
+                             check_frames=[3], target=QualityTarget(flip_mean_max=0.5, flicker_max=0.5),
+                             budget_share=1.0, run_dir=run_dir)
+    assert result.recommendation == "x1-16_denoise-temporal" and result.check_frames == [2, 3]
+    assert main(["submit", str(out / "plan.yaml"), "--run-dir", str(run_dir)]) == 0
+    for f in range(1, 5):
+        spec = read_frame(run_dir / "frames" / f"tiny.{f:04d}.exr").parts[0].spec
+        assert spec.getattribute("farmplug:stage") == "denoise" and spec.getattribute("farmplug:backend") == "temporal"
+    quality = json.loads((run_dir / "report.json").read_text())["quality"]
+    assert quality["flicker"] == pytest.approx(result.candidate("x1-16_denoise-temporal").flicker, abs=1e-3)
