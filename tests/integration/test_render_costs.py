@@ -28,6 +28,18 @@ pytestmark = pytest.mark.slow
 FRAMES = (1, 2, 3)
 MESHES = 5  # ground, wall, ball, Suzanne, torus
 MOVING = 3  # ball, Suzanne, torus
+
+
+# Counts come from Blender's render-stats updates, which Blender may coalesce when the machine is
+# busy (a CI run measured [5, 2, 3] where a quiet one gives [5, 3, 3]): they are lower bounds, so
+# the checks tell "every mesh synced" (more than the moving ones) from "only the moving ones".
+def kept_static(counts: list[int | None]) -> bool:
+    """The first frame synced more than the moving meshes; every later frame at most those."""
+    return counts[0] is not None and MOVING < counts[0] <= MESHES and all(c is not None and c <= MOVING for c in counts[1:])
+
+
+def synced_every_mesh(counts: list[int | None]) -> bool:
+    return all(c is not None and MOVING < c <= MESHES for c in counts)
 PASSES = frozenset({"albedo", "normal", "depth", "motion"})
 
 
@@ -102,7 +114,7 @@ def test_the_split_is_recorded_and_persistent_data_keeps_the_static_objects(shot
     assert record.settings["persistent_data"] is True
     assert record.settings["persistent_data_note"] == "on: the scene allows it"
     # Cycles synchronised every mesh for the first frame, then only the three that move.
-    assert [f.synced_objects for f in record.frames] == [MESHES, MOVING, MOVING]
+    assert kept_static([f.synced_objects for f in record.frames]), [f.synced_objects for f in record.frames]
 
     split = record.render_cost
     assert split is not None
@@ -125,7 +137,7 @@ def test_persistent_data_off_synchronises_every_object_every_frame(shot: Path, t
     record = _render(shot, tmp_path, persistent_data=False)
     assert record.settings["persistent_data"] is False
     assert record.settings["persistent_data_note"] == "off: asked"
-    assert [f.synced_objects for f in record.frames] == [MESHES] * 3
+    assert synced_every_mesh([f.synced_objects for f in record.frames]), [f.synced_objects for f in record.frames]
     assert record.render_cost is not None and record.render_cost.persistent_data is False
 
 
@@ -155,7 +167,7 @@ def test_a_scene_with_a_particle_system_renders_without_persistent_data(shot: Pa
     record = _render(hairy, tmp_path / "auto")
     assert record.settings["persistent_data"] is False
     assert "particle systems (Sphere)" in str(record.settings["persistent_data_note"])
-    assert [f.synced_objects for f in record.frames] == [MESHES] * 3
+    assert synced_every_mesh([f.synced_objects for f in record.frames]), [f.synced_objects for f in record.frames]
     _assert_same_pixels(tmp_path / "auto", _fresh(hairy, tmp_path / "fresh"))
 
     forced = _render(hairy, tmp_path / "forced", persistent_data=True)
@@ -204,14 +216,14 @@ def test_a_scene_with_per_frame_scripts_renders_without_persistent_data(shot: Pa
     auto = _render(shot, tmp_path / "auto", renderer=renderer)
     assert auto.settings["persistent_data"] is False
     assert "frame_change_post handlers" in str(auto.settings["persistent_data_note"])
-    assert [f.synced_objects for f in auto.frames] == [MESHES] * 3
+    assert synced_every_mesh([f.synced_objects for f in auto.frames]), [f.synced_objects for f in auto.frames]
     fresh = _fresh(shot, tmp_path / "fresh", renderer=renderer)
     _assert_same_pixels(tmp_path / "auto", fresh)
     # The precaution costs speed, not pixels: forced on, the kept session takes the script's
     # per-frame sample count (2, 3, 4) and gives the fresh renders' pixels too.
     forced = _render(shot, tmp_path / "forced", renderer=renderer, persistent_data=True)
     assert forced.settings["persistent_data"] is True
-    assert [f.synced_objects for f in forced.frames] == [MESHES, MOVING, MOVING]
+    assert kept_static([f.synced_objects for f in forced.frames]), [f.synced_objects for f in forced.frames]
     _assert_same_pixels(tmp_path / "forced", fresh)
 
 
