@@ -100,19 +100,17 @@ def test_a_run_is_charged_its_shot_s_share_of_the_calibration(calibrated, tmp_pa
     other = _shot(tmp_path / "sh020", "sh020", 72)
     plan_file = tmp_path / "sh020" / "plan.yaml"
     save_model(reuse_calibration(calibrated, other, plan_file), plan_file)
-    plan, shot, shot_file = load_plan(plan_file)
-    graph = compile_plan(plan, shot, plan_file=plan_file, shot_file=shot_file, run_dir=tmp_path / "sh020" / "run")
-    for task in graph.tasks:
-        write_timing(TimingRecord(task=task.id, stage=task.stage, backend="test", started_at=0, finished_at=1,
-                                  frames=[FrameTiming(frame=f, wall_s=1, cpu_s=1.0) for f in task.frames]), task.timing)
-    charged = [r for key, r in load_records(graph).items() if key.startswith(CALIBRATION_PREFIX)]
-    assert sum(r.cpu_s for r in charged) == pytest.approx(0.75 * 40.0)
+
+    def charged(plan_file: Path, run_dir: Path) -> float:
+        """The calibration core-seconds the report charges a finished run of ``plan_file``."""
+        plan, shot, shot_file = load_plan(plan_file)
+        graph = compile_plan(plan, shot, plan_file=plan_file, shot_file=shot_file, run_dir=run_dir)
+        for task in graph.tasks:
+            write_timing(TimingRecord(task=task.id, stage=task.stage, backend="test", started_at=0, finished_at=1,
+                                      frames=[FrameTiming(frame=f, wall_s=1, cpu_s=1.0) for f in task.frames]),
+                         task.timing)
+        return sum(r.cpu_s for key, r in load_records(graph).items() if key.startswith(CALIBRATION_PREFIX))
+
+    assert charged(plan_file, tmp_path / "sh020" / "run") == pytest.approx(0.75 * 40.0)
     # The calibrated shot's own run (plan beside the calibration) carries the other quarter.
-    first_plan = calibrated.parent / "plan.yaml"
-    plan, shot, shot_file = load_plan(first_plan)
-    first = compile_plan(plan, shot, plan_file=first_plan, shot_file=shot_file, run_dir=tmp_path / "sh010" / "run")
-    for task in first.tasks:
-        write_timing(TimingRecord(task=task.id, stage=task.stage, backend="test", started_at=0, finished_at=1,
-                                  frames=[FrameTiming(frame=f, wall_s=1, cpu_s=1.0) for f in task.frames]), task.timing)
-    charged = [r for key, r in load_records(first).items() if key.startswith(CALIBRATION_PREFIX)]
-    assert sum(r.cpu_s for r in charged) == pytest.approx(0.25 * 40.0)
+    assert charged(calibrated.parent / "plan.yaml", tmp_path / "sh010" / "run") == pytest.approx(0.25 * 40.0)
