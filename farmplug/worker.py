@@ -142,6 +142,8 @@ def _add_stage_parser(what: argparse._SubParsersAction, group: list[StageDescrip
         settings.add_argument("--backend", dest="cfg_backend", choices=[g.backend for g in group], default=None,
                               help=f"the {d.kind} backend (default: the plan's, else {d.backend})")
     added: set[str] = set()
+    if len(group) > 1:
+        added.add("--backend")  # chooses the backend; no alias may take the spelling
     for g in group:
         for name, info in g.config.model_fields.items():
             if name in _RESERVED or name in added:

@@ -61,4 +61,7 @@ DESCRIPTOR = StageDescriptor(
     half_precision=True,
     devices=("cpu", "cuda"),
     aux_flag="--aux",
+    # The spellings of the CLI: --guide for the guide pattern, --backend for the runtime (one
+    # upscale backend, so --backend is free to name the runtime; see farmplug.worker).
+    cli_aliases={"--guide": ("aux", None), "--backend": ("runtime", None)},
 )

@@ -150,7 +150,7 @@ class GuidedUpscaleStage:
             MissingPassError: no colour, or a guide without albedo, normal or depth.
         """
         if not self.config.aux:
-            raise FarmplugError("no guide frames: give --aux PATTERN, the full-resolution render with the "
+            raise FarmplugError("no guide frames: give --guide PATTERN, the full-resolution render with the "
                                 f"{', '.join(sorted(GUIDE_PASSES))} passes", path=frame.path)
         path = guide_path(self.config.aux, frame.path)
         if not path.is_file():

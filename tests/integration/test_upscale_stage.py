@@ -59,16 +59,18 @@ def renders(tmp_path_factory) -> dict[str, str]:
 
 
 def upscale(renders, out: Path, *extra: str, frames: str = "1-2") -> int:
-    return main(["run", "upscale", "--input", renders["low"], "--aux", renders["guide"], "--output",
+    # The spelling (--guide); the bad-input cases below use the plan's (--aux).
+    return main(["run", "upscale", "--input", renders["low"], "--guide", renders["guide"], "--output",
                  str(out / "up.####.exr"), "--frames", frames, "--threads", "1", *extra])
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("runtime,backend", [("onnxruntime", "onnxruntime-cpu fp32"), ("torch", "torch-cpu fp32")])
-def test_stage_upscales_real_frames_and_names_its_backend(renders, tiny_model, tmp_path, runtime, backend,
+@pytest.mark.parametrize("flag,runtime,backend", [("--runtime", "onnxruntime", "onnxruntime-cpu fp32"),
+                                                  ("--backend", "torch", "torch-cpu fp32")])
+def test_stage_upscales_real_frames_and_names_its_backend(renders, tiny_model, tmp_path, flag, runtime, backend,
                                                           monkeypatch):
     monkeypatch.setenv("FARMPLUG_MODEL_CACHE", str(tmp_path / "cache"))
-    assert upscale(renders, tmp_path, "--model", str(tiny_model), "--runtime", runtime) == 0
+    assert upscale(renders, tmp_path, "--model", str(tiny_model), flag, runtime) == 0
     low = read_frame(renders["low"].replace("####", "0001"))
     guide = read_frame(renders["guide"].replace("####", "0001"))
     made = read_frame(tmp_path / "up.0001.exr")
@@ -117,7 +119,7 @@ def test_bad_inputs_are_one_line_errors(renders, tiny_model, tmp_path, capsys):
     no_aux = ["run", "upscale", "--input", renders["low"], "--output", str(tmp_path / "x.####.exr"), "--frames", "1",
               "--model", str(tiny_model)]
     assert main(no_aux) == 1
-    assert "no guide frames: give --aux PATTERN" in capsys.readouterr().err
+    assert "no guide frames: give --guide PATTERN" in capsys.readouterr().err
 
 
 def _part(name: str, channels: tuple[str, ...], pixels: np.ndarray) -> Part:
