@@ -236,19 +236,25 @@ class ConfidenceRecord(StrictModel):
 
 
 def plan_json_schema() -> dict:
-    """The plan's JSON Schema, its ``stages`` items being one of the registered stages' config schemas."""
+    """The plan's JSON Schema, its ``stages`` items being exactly one of the registered stages' configs.
+
+    An item is its ``kind``'s config for the ``backend`` it names, or the kind's first backend when
+    it names none (as :func:`farmplug.stages.registry.parse_stage_config` reads it): so every other
+    backend's choice requires ``backend``, and an item matches one choice only (``oneOf``). A
+    discriminator on ``kind`` alone cannot say this once a kind has two backends.
+    """
     schema = Plan.model_json_schema()
     defs = schema.setdefault("$defs", {})
     defs.pop("StageConfig", None)
-    choices, mapping = [], {}
+    choices, first = [], set()
     for d in descriptors():
         sub = d.config.model_json_schema(ref_template="#/$defs/{model}")
         defs.update(sub.pop("$defs", {}))
         defs[d.config.__name__] = sub
-        ref = f"#/$defs/{d.config.__name__}"
-        choices.append({"$ref": ref})
-        mapping.setdefault(d.kind, ref)
-    schema["properties"]["stages"]["items"] = {"oneOf": choices, "discriminator": {"propertyName": "kind", "mapping": mapping}}
+        ref = {"$ref": f"#/$defs/{d.config.__name__}"}
+        choices.append(ref if d.kind not in first else {"allOf": [ref, {"required": ["backend"]}]})
+        first.add(d.kind)
+    schema["properties"]["stages"]["items"] = {"oneOf": choices}
     return schema
 
 

@@ -10,7 +10,7 @@ import yaml
 from farmplug.errors import ConfigError, FarmplugError
 from farmplug.frames import chunk, format_frames, parse_frames
 from farmplug.graph import LayerDependency, compile_plan, farm_layers
-from farmplug.models import Shot, default_check_frames, load_plan, load_shot
+from farmplug.models import Plan, Shot, default_check_frames, load_plan, load_shot
 from farmplug.schema import save_model
 
 SHOT = {
@@ -175,9 +175,38 @@ def test_plan_schema_lists_every_stage_config():
     from farmplug.models import plan_json_schema
 
     items = plan_json_schema()["properties"]["stages"]["items"]
-    assert set(items["discriminator"]["mapping"]) == {"denoise", "upscale", "inbetween"}
     defs = plan_json_schema()["$defs"]
+    kinds = {defs[ref.rsplit("/", 1)[1]]["properties"]["kind"]["const"]
+             for choice in items["oneOf"] for ref in [choice.get("$ref") or choice["allOf"][0]["$ref"]]}
+    assert kinds == {"denoise", "upscale", "inbetween"}
     assert defs["DenoiseConfig"]["properties"]["quality"]["enum"] == ["default", "fast", "balanced", "high"]
+
+
+@pytest.mark.parametrize("stage", [
+    {"kind": "denoise"}, {"kind": "denoise", "backend": "oidn", "quality": "fast"},
+    {"kind": "denoise", "backend": "temporal"}, {"kind": "denoise", "backend": "temporal", "window": 3},
+    {"kind": "denoise", "window": 3},  # window is the temporal backend's; no backend named means oidn
+    {"kind": "denoise", "backend": "guided"}, {"kind": "upscale"}, {"kind": "upscale", "backend": "guided"},
+    {"kind": "inbetween", "guided": True}, {"kind": "denoise", "quality": "best"}, {"kind": "sharpen"}, {},
+])
+def test_plan_schema_accepts_exactly_what_the_plan_accepts(stage):
+    """The published schema and the plan's own validation agree on every stage item (one oneOf choice
+    each: a kind with two backends must not make a valid item match both)."""
+    import jsonschema
+    from pydantic import ValidationError
+
+    from farmplug.models import plan_json_schema
+
+    frame_step = 2 if stage.get("kind") == "inbetween" else 1
+    scale = 0.5 if stage.get("kind") == "upscale" else 1
+    data = {"shot": "shot.yaml", "stages": [stage], "frame_step": frame_step, "resolution_scale": scale}
+    try:
+        Plan.model_validate(data)
+        valid = True
+    except ValidationError:
+        valid = False
+    errors = list(jsonschema.Draft202012Validator(plan_json_schema()).iter_errors(data))
+    assert (not errors) == valid, [e.message for e in errors]
 
 
 def test_frame_step_graph_chains_inbetween_with_a_keyframe_offset_and_a_fallback(tmp_path):
