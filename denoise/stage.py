@@ -54,6 +54,18 @@ class OidnDenoiseStage:
         info.warnings.append(f"{frame.path}: {problem}; denoising without it (lower quality)")
         return None
 
+    def _aux_passes(self, frame: Frame, info: ProcessInfo) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The albedo and normal OIDN is given for ``frame`` (None where missing, with a warning in
+        ``info``, or MissingPassError with ``missing_aux: error``). OIDN takes a normal only
+        together with an albedo."""
+        window = frame.feature_window("color")
+        albedo = self._aux(frame, "albedo", window, info)
+        normal = self._aux(frame, "normal", window, info)
+        if normal is not None and albedo is None:
+            info.warnings.append(f"{frame.path}: normal pass ignored because there is no albedo pass")
+            normal = None
+        return albedo, normal
+
     def process(self, frame: Frame) -> tuple[Frame, ProcessInfo]:
         """Denoise ``frame``'s colour.
 
@@ -64,13 +76,7 @@ class OidnDenoiseStage:
             self.open()
         info = ProcessInfo()
         color = frame.feature("color")
-        window = frame.feature_window("color")
-        albedo = self._aux(frame, "albedo", window, info)
-        normal = self._aux(frame, "normal", window, info)
-        if normal is not None and albedo is None:
-            # OIDN takes a normal only together with an albedo.
-            info.warnings.append(f"{frame.path}: normal pass ignored because there is no albedo pass")
-            normal = None
+        albedo, normal = self._aux_passes(frame, info)
         result = self._denoiser.denoise(color, albedo=albedo, normal=normal)
         for message in info.warnings:
             log.warning(message)

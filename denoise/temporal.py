@@ -133,11 +133,8 @@ class TemporalDenoiseStage(OidnDenoiseStage):
         bad = ~np.isfinite(color).all(axis=-1)
         color = _finite(color)
         window = frame.feature_window("color")
-        quiet = ProcessInfo()  # the neighbours' missing passes are reported on their own frames
-        albedo = self._aux(frame, "albedo", window, quiet)
-        normal = self._aux(frame, "normal", window, quiet)
-        if normal is not None and albedo is None:
-            normal = None
+        # The neighbours' missing passes are reported on their own frames.
+        albedo, normal = self._aux_passes(frame, ProcessInfo())
         depth = frame.feature("depth")[..., 0] if frame.has("depth") and frame.feature_window("depth") == window else None
         to_prev = to_next = None
         if frame.has("motion") and frame.feature_window("motion") == window:
@@ -171,11 +168,7 @@ class TemporalDenoiseStage(OidnDenoiseStage):
             return result, info
         info = ProcessInfo()
         color = frame.feature("color")
-        window = frame.feature_window("color")
-        albedo = self._aux(frame, "albedo", window, info)
-        normal = self._aux(frame, "normal", window, info)
-        if normal is not None and albedo is None:
-            info.warnings.append(f"{frame.path}: normal pass ignored because there is no albedo pass")
+        self._aux_passes(frame, info)  # this frame's missing passes: warnings, or the error asked for
         if not frame.has("depth"):
             info.warnings.append(f"{frame.path}: no depth pass ({HOW_TO_ENABLE['depth']}); neighbours are "
                                  "matched without it")
