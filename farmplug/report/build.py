@@ -54,6 +54,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from farmplug import __version__
 from farmplug.cost import Prices, cost_of, load_prices, round_money
@@ -99,6 +100,9 @@ from farmplug.schedule import (
 from farmplug.schema import atomic_write_text, load_model
 from farmplug.timing import FrameTiming, TimingRecord, read_timing
 
+if TYPE_CHECKING:
+    from farmplug.calibrate import CalibrationResult
+
 log = logging.getLogger(__name__)
 
 #: Shots shown with thumbnails and their own timelines (the first ones, in the order given).
@@ -138,36 +142,53 @@ def _scaled(record: TimingRecord, share: float) -> TimingRecord:
     })
 
 
-def calibration_share(graph: JobGraph) -> tuple[Path | None, float]:
-    """The calibration that chose the run's plan (the one it names, else one beside the plan file)
-    and the share of its cost this run's shot carries (its frames over those of every shot that
-    shares it)."""
+@dataclass(frozen=True)
+class RunCalibration:
+    """The calibration that chose a run's plan, read once per report.
+
+    Attributes:
+        path: Its ``calibration.json`` (the one the plan names, else one beside the plan file).
+        result: The record, or None when it does not read back (``error`` says why).
+        error: Why it does not read back, or None.
+        share: The share of its cost this run's shot carries (its frames over those of every shot
+            that shares it); 1 when the record is unreadable.
+    """
+
+    path: Path
+    result: CalibrationResult | None
+    error: str | None
+    share: float
+
+
+def find_calibration(graph: JobGraph) -> RunCalibration | None:
+    """The calibration that chose the run's plan, or None when there is none."""
     from farmplug.calibrate import CalibrationResult, calibration_for
 
     plan = graph.plan
-    if plan is None:
-        beside = Path(graph.plan_file).parent / "calibration.json"
-        return (beside if beside.is_file() else None), 1.0
-    found = calibration_for(plan, Path(graph.plan_file))
+    found = (Path(graph.plan_file).parent / "calibration.json") if plan is None else calibration_for(plan, Path(graph.plan_file))
     if found is None or not found.is_file():
-        return None, 1.0
+        return None
     try:
-        return found, load_model(CalibrationResult, found).share_of(graph.shot_file)
-    except ConfigError:
-        return found, 1.0
+        result = load_model(CalibrationResult, found)
+    except ConfigError as err:
+        return RunCalibration(path=found, result=None, error=str(err), share=1.0)
+    # A graph without its plan (older run folders): its shot's share is unknown; charge it all.
+    share = result.share_of(graph.shot_file) if plan is not None else 1.0
+    return RunCalibration(path=found, result=result, error=None, share=share)
 
 
-def load_records(graph: JobGraph) -> dict[str, TimingRecord]:
+def load_records(graph: JobGraph, calibration: RunCalibration | None) -> dict[str, TimingRecord]:
     """Every task's timing record, plus (keyed ``calibration:...``) the records of the calibration
-    that chose the plan, whose cost is part of the plan's: all of it, or this shot's share (by
-    frames) when several shots share the calibration.
+    that chose the plan (``calibration``, from :func:`find_calibration`), whose cost is part of the plan's:
+    all of it, or this shot's share (by frames) when several shots share the calibration.
 
     Raises:
         FarmplugError: a record is missing or corrupt (names the task and file).
     """
     records = {}
     # Calibration writes its evidence (and its renders' timing records) beside the plan it chose.
-    found, share = calibration_share(graph)
+    share = calibration.share if calibration is not None else 1.0
+    found = calibration.path if calibration is not None else None
     calibration = (found.parent if found else Path(graph.plan_file).parent) / "calibration" / "work"
     if calibration.is_dir():
         for path in sorted(calibration.rglob("*.timing.json")):
@@ -391,14 +412,11 @@ def inbetween_summary(graph: JobGraph, records: dict[str, TimingRecord], shot: S
     )
 
 
-def _calibration_note(path: Path, shot_file: str) -> str:
+def _calibration_note(calibration: RunCalibration, shot_file: str) -> str:
     """One line on how the plan was chosen, from the calibration evidence saved with it."""
-    from farmplug.calibrate import CalibrationResult
-
-    try:
-        result = load_model(CalibrationResult, path)
-    except ConfigError as err:
-        return f"A calibration record is present but unreadable: {err}."
+    if calibration.result is None:
+        return f"A calibration record is present but unreadable: {calibration.error}."
+    result, path = calibration.result, calibration.path
     tried = ", ".join(c.name for c in result.candidates)
     note = (f"Plan chosen by calibration of {result.shot_name} on check frames {result.check_frames}: "
             f"{result.recommendation} ({result.reason}). Candidates tried: {tried}")
@@ -411,7 +429,8 @@ def _calibration_note(path: Path, shot_file: str) -> str:
     return note + f". Evidence: {path.name}."
 
 
-def run_notes(graph: JobGraph, records: dict[str, TimingRecord], inbetween) -> list[str]:
+def run_notes(graph: JobGraph, records: dict[str, TimingRecord], inbetween,
+              calibration: RunCalibration | None = None) -> list[str]:
     """What one run's figures need said: several hosts, GPU work, how the plan was chosen, fallbacks."""
     notes = []
     hosts = sorted({r.host for r in records.values()})
@@ -420,7 +439,6 @@ def run_notes(graph: JobGraph, records: dict[str, TimingRecord], inbetween) -> l
     if any(r.settings.get("device") not in (None, "cpu") for r in records.values()):
         notes.append("Some stages ran on a GPU; their GPU-seconds are not part of the CPU core-second totals.")
     # Calibration saves its evidence beside the plan it chose (its cost is found there too).
-    calibration, _share = calibration_share(graph)
     if calibration is not None:
         notes.append(_calibration_note(calibration, graph.shot_file))
     if inbetween is not None and inbetween.fallback:
@@ -546,7 +564,8 @@ def _summarize_run(
     graph = load_graph(run_dir)
     # The plan and shot the run was made from travel in its graph (older graphs: read the plan file).
     plan, shot = (graph.plan, graph.shot) if graph.plan is not None and graph.shot is not None else load_plan(graph.plan_file)[:2]
-    records = load_records(graph)
+    calibration = find_calibration(graph)
+    records = load_records(graph, calibration)
     savings = compute_savings(graph, records, shot, plan)
     verdicts = load_confidence(graph)
     cached = _cached_quality(run_dir, shot, plan) if reuse_quality else None
@@ -599,7 +618,7 @@ def _summarize_run(
                       resolution_scale=plan.resolution_scale, frame_step=plan.frame_step,
                       stages=[f"{s.kind}:{s.backend}" for s in plan.stages], check_frames=sorted(plan.check_frames)),
         savings=savings, quality=quality, fallback=fallback, hosts=hosts, quality_from=quality_from,
-        notes=run_notes(graph, records, inbetween),
+        notes=run_notes(graph, records, inbetween, calibration),
     )
     return _Work(entry, stage_costs(graph, records), inbetween, max(r.cores for r in records.values()),
                  plan_tasks, plan_durations, full_tasks, full_durations)
@@ -999,6 +1018,6 @@ def build_report(
 
 __all__ = [
     "CALIBRATION_PREFIX", "CSV_COLUMNS", "DETAIL_SHOTS", "Collected", "ShowSize", "build_report", "collect",
-    "compute_savings", "figures_csv", "load_records", "measure_check_frames", "report_inputs", "run_notes",
+    "compute_savings", "figures_csv", "find_calibration", "load_records", "measure_check_frames", "report_inputs", "run_notes",
     "sequence_from_name", "stage_costs", "write_csv",
 ]

@@ -90,7 +90,7 @@ def test_plan_reuse_on_the_command_line(calibrated, tmp_path, capsys):
 def test_a_run_is_charged_its_shot_s_share_of_the_calibration(calibrated, tmp_path):
     """The report's records of a shared calibration are scaled by the shot's share (by frames)."""
     from farmplug.graph import compile_plan
-    from farmplug.report.build import CALIBRATION_PREFIX, load_records
+    from farmplug.report.build import CALIBRATION_PREFIX, find_calibration, load_records
     from farmplug.timing import FrameTiming, TimingRecord, write_timing
 
     work = calibrated.parent / "calibration" / "work"
@@ -109,7 +109,7 @@ def test_a_run_is_charged_its_shot_s_share_of_the_calibration(calibrated, tmp_pa
             write_timing(TimingRecord(task=task.id, stage=task.stage, backend="test", started_at=0, finished_at=1,
                                       frames=[FrameTiming(frame=f, wall_s=1, cpu_s=1.0) for f in task.frames]),
                          task.timing)
-        return sum(r.cpu_s for key, r in load_records(graph).items() if key.startswith(CALIBRATION_PREFIX))
+        return sum(r.cpu_s for key, r in load_records(graph, find_calibration(graph)).items() if key.startswith(CALIBRATION_PREFIX))
 
     assert charged(plan_file, tmp_path / "sh020" / "run") == pytest.approx(0.75 * 40.0)
     # The calibrated shot's own run (plan beside the calibration) carries the other quarter.
