@@ -448,5 +448,6 @@ def calibration_work(shot_file: Path, shot, candidates: Sequence[Candidate], che
         plan = c.plan(shot=str(shot_file), target=QualityTarget())
         graph = compile_plan(plan, shot, plan_file=Path("plan.yaml"), shot_file=Path(shot_file), run_dir=Path("run"),
                              frames=delivered_for_checks(plan, shot, frames))
-        work[c.name] = sum(len(t.frames) for t in graph.tasks if t.role == "plan")
+        # A setup task (an engine build) names the frames its stage's tasks cover but handles none.
+        work[c.name] = sum(len(t.frames) for t in graph.tasks if t.role == "plan" and t.kind != "setup")
     return work

@@ -31,8 +31,9 @@ class Task(StrictModel):
 
     id: str
     layer: str = Field(description="tasks of one layer run the same command on different frames")
-    kind: Literal["render", "stage", "fallback"]
-    stage: str = Field(description="render, or the stage kind (denoise, ...)")
+    kind: Literal["render", "stage", "fallback", "setup"] = Field(
+        description="setup: work a stage's tasks wait for that makes no frame (building its inference engine)")
+    stage: str = Field(description="render, or the stage kind (denoise, ...); engine for an engine build")
     role: Literal["plan", "reference"]
     frames: list[int]
     depends_on: list[str] = Field(default_factory=list)
@@ -148,6 +149,11 @@ class RunLayout:
         """Where a withholding stage's tasks write their confidence records."""
         return self.root / "work" / kind
 
+    @property
+    def engine_dir(self) -> Path:
+        """Where the engine-building tasks write their records (and timing records)."""
+        return self.root / "work" / "engine"
+
     def fallback_stage(self, kind: str) -> str:
         """A stage's output inside a fallback task, when another stage follows it."""
         return self._work(f"fallback-{kind}")
@@ -198,6 +204,11 @@ def compile_plan(plan: Plan, shot: Shot, *, plan_file: Path, shot_file: Path, ru
     offset); a fallback task after it re-renders whatever frames the inbetween could not vouch
     for. The check frames are rendered at full quality as reference tasks.
 
+    A stage whose config asks for an engine (:meth:`StageConfig.engine_build`: TensorRT for a GPU
+    stage) gets one ``setup`` task, layer ``engine-KIND``, over all the frames of the stage's
+    tasks, which all depend on it: on every farm the stage's layer then waits for it frame for
+    frame (offset 0), with no other machinery, and no GPU task builds the engine itself.
+
     Every task of a layer runs the same command but for ``--frames``: the layer's command has
     :data:`FRAMES_TOKEN` where a chunk's frames go (see :func:`farm_layers`).
 
@@ -224,6 +235,21 @@ def compile_plan(plan: Plan, shot: Shot, *, plan_file: Path, shot_file: Path, ru
             id=tid, layer=layer, kind=kind, stage=stage, role=role, frames=frames, depends_on=list(depends_on),
             argv=argv, outputs=outputs, timing=timing_path(timing_dir, tid), cores=cores, gpus=gpus, **extra,
         )
+
+    def engine_task(config: StageConfig, stage_frames: list[int]) -> Task | None:
+        """The task building the engine ``config``'s tasks load (None when they load none)."""
+        build = config.engine_build()
+        if build is None or not stage_frames:
+            return None
+        layer = f"engine-{config.kind}"
+        record = str(layout.engine_dir / f"{task_id(layer_prefix + layer, stage_frames)}.json")
+        width, height = build.shape
+        template = ["run", "engine", "--layer", layer, "--frames", FRAMES_TOKEN, "--model", build.model,
+                    "--shape", f"{width}x{height}", "--output", record]
+        task = make(layer, "setup", "engine", "plan", template, stage_frames, outputs=[record],
+                    timing_dir=str(layout.engine_dir), gpus=1, inputs=[build.model])
+        tasks.append(task)
+        return task
 
     def render_template(layer: str, role: str, samples: int, pattern: str, with_passes: frozenset[str],
                         percentage: int) -> list[str]:
@@ -286,9 +312,10 @@ def compile_plan(plan: Plan, shot: Shot, *, plan_file: Path, shot_file: Path, ru
             template += [flag, layout.aux(aux.layer)]
         # Restricted to some frames, a stage makes only those and the neighbours the stages after it read.
         needed = set(rendered) if maker else set(_around(delivered, reaches[index], shot.frames.start, shot.frames.end))
+        stage_chunks = [[f for f in chunk_frames if f in needed] for chunk_frames in render_chunks]
+        engine = engine_task(stage, sorted({f for frames in stage_chunks for f in frames}))
         level: list[Task | None] = []
-        for position, chunk_frames in enumerate(render_chunks):
-            frames = [f for f in chunk_frames if f in needed]
+        for position, frames in enumerate(stage_chunks):
             if not frames:
                 level.append(None)
                 continue
@@ -305,6 +332,8 @@ def compile_plan(plan: Plan, shot: Shot, *, plan_file: Path, shot_file: Path, ru
                 lo, hi = frames[0] - window, frames[-1] + window
                 depends += [t.id for other, t in enumerate(levels[-1])
                             if t is not None and other != position and t.frames[-1] >= lo and t.frames[0] <= hi]
+            if engine is not None:
+                depends.append(engine.id)
             level.append(make(
                 stage.kind, "stage", stage.kind, "plan", template, frames, depends_on=depends,
                 outputs=[str(frame_path(target, f)) for f in frames], timing_dir=str(Path(target).parent),
@@ -329,12 +358,16 @@ def compile_plan(plan: Plan, shot: Shot, *, plan_file: Path, shot_file: Path, ru
         aux = maker.aux_render()
         maker_descriptor = descriptor_of(maker)
         withholds = maker_descriptor.withholds
+        spans = []
         for index, frames in enumerate(render_chunks):
             has_next = index + 1 < len(render_chunks)
             span_end = render_chunks[index + 1][0] if has_next else frames[-1]
-            targets = [f for f in range(frames[0], span_end + 1) if f not in keys and f in wanted]
+            spans.append([f for f in range(frames[0], span_end + 1) if f not in keys and f in wanted])
+        engine = engine_task(maker, sorted({f for targets in spans for f in targets}))
+        for index, targets in enumerate(spans):
             if not targets:
                 continue
+            has_next = index + 1 < len(render_chunks)
             depends = [last_of_chunk[index].id] + ([last_of_chunk[index + 1].id] if has_next else [])
             template = [
                 "run", maker.kind, "--layer", maker.kind, "--plan", plan_abs,
@@ -353,7 +386,9 @@ def compile_plan(plan: Plan, shot: Shot, *, plan_file: Path, shot_file: Path, ru
             # Frames that pass go to the final pattern; the confidence record lists the others.
             verdicts = confidence_path(verdicts_dir, targets) if withholds else None
             finals = [str(frame_path(layout.final, f)) for f in targets]
-            made = make(maker.kind, "stage", maker.kind, "plan", template, targets, depends_on=depends,
+            # The engine is a cache the task loads, not an input of its frames (as for the frame stages).
+            waits = depends + ([engine.id] if engine is not None else [])
+            made = make(maker.kind, "stage", maker.kind, "plan", template, targets, depends_on=waits,
                         outputs=[verdicts] if verdicts else finals, delivers=finals if verdicts else [],
                         timing_dir=str(Path(layout.final).parent), gpus=1 if maker.uses_gpu() else 0,
                         reads="keyframes", aux_layer=aux.layer if aux else None, verdicts=verdicts,
@@ -485,6 +520,7 @@ def farm_layers(graph: JobGraph) -> list[FarmLayer]:
         ConfigError: the tasks of a layer do not share one command template.
     """
     by_id = {t.id: t for t in graph.tasks}
+    setup_layers = {t.layer for t in graph.tasks if t.kind == "setup"}
     order: list[str] = []
     grouped: dict[str, list[Task]] = {}
     for task in graph.topological():
@@ -502,7 +538,8 @@ def farm_layers(graph: JobGraph) -> list[FarmLayer]:
         for task in tasks:
             for dep_layer in {by_id[d].layer for d in task.depends_on}:
                 dep_frames = sorted(f for d in task.depends_on if by_id[d].layer == dep_layer for f in by_id[d].frames)
-                reads = "frame" if dep_layer == task.aux_layer else task.reads
+                # An aux render and a setup task (over all the frames) are waited for frame for frame.
+                reads = "frame" if dep_layer == task.aux_layer or dep_layer in setup_layers else task.reads
                 for frame in task.frames:
                     for needed in _needed(dep_frames, reads, task.window, frame):
                         lo_hi = offsets.setdefault(dep_layer, [needed - frame, needed - frame])

@@ -1,7 +1,8 @@
 """``farmplug run ...``: the commands a farm worker runs, one task each.
 
 ``render`` (a Blender render of a frame set), ``fallback`` (render and post-process the frames a
-stage withheld), ``calibration`` (measure a calibration's candidates once their tasks ran) and
+stage withheld), ``calibration`` (measure a calibration's candidates once their tasks ran),
+``engine`` (build the TensorRT engine a stage's GPU tasks load, once before them) and
 one sub-command per registered stage, built from its descriptor and config model: the options
 its mode needs (``--input``/``--output``/``--frames``; keyframes and verdicts for a stage that
 makes frames between keyframes), then one option per config field (``--quality``, ``--device``...)
@@ -79,6 +80,18 @@ def add_run_parsers(verbs: argparse._SubParsersAction) -> None:
     fallback.add_argument("--run-dir", type=Path, required=True, help="the run folder")
     _add_task_args(fallback)
 
+    engine = what.add_parser("engine", help="build the TensorRT engine a stage's GPU tasks load, once before them",
+                             formatter_class=help_formatter)
+    add_common(engine)
+    engine.add_argument("--model", type=Path, required=True, help="weights file (.safetensors)")
+    engine.add_argument("--shape", type=tile_shape, required=True, metavar="WxH",
+                        help="the largest output tile the engine serves (the stage's tile plus its overlap)")
+    engine.add_argument("--frames", required=True, help="the frames of the stage tasks that wait for it (name the task)")
+    engine.add_argument("--output", type=Path, required=True, help="where to write the record of what was built (JSON)")
+    engine.add_argument("--cache", type=Path, default=None,
+                        help="cache folder; not given: FARMPLUG_MODEL_CACHE, else ~/.cache/farmplug/models")
+    _add_task_args(engine)
+
     measure = what.add_parser("calibration", help="measure a calibration's candidates once their tasks have run",
                               formatter_class=help_formatter)
     add_common(measure)
@@ -92,6 +105,14 @@ def _add_task_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--role", choices=("plan", "reference"), default="plan", help="what the task is for")
     p.add_argument("--timing", type=Path, default=None, help="timing record path (default: beside the outputs)")
     p.add_argument("--no-timing", action="store_true", help="do not write a timing record")
+
+
+def tile_shape(text: str) -> tuple[int, int]:
+    """``"1080x1080"`` -> ``(1080, 1080)`` (width, height); argparse reports anything else as a usage error."""
+    width, sep, height = text.strip().lower().partition("x")
+    if not sep or not width.isdigit() or not height.isdigit() or int(width) < 1 or int(height) < 1:
+        raise argparse.ArgumentTypeError(f"not a tile shape WIDTHxHEIGHT: {text!r}")
+    return int(width), int(height)
 
 
 def _field_option(annotation: Any) -> dict[str, Any]:
@@ -372,6 +393,36 @@ def run_fallback(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_engine(args: argparse.Namespace) -> int:
+    """Build the engine, write what was built as ``--output`` (atomically), then the timing record.
+
+    A node without TensorRT (or where the build fails) records ``built: false`` and the reason, warns
+    once and succeeds: the engine only saves the GPU tasks time, and they run without it.
+    """
+    import time
+
+    from farmplug.frames import parse_frames
+    from farmplug.nn.prebuild import build_engine
+    from farmplug.schema import save_model
+    from farmplug.timing import Stopwatch, TimingRecord
+
+    frames = parse_frames(args.frames)
+    tid, timing = _task_names(args, frames, args.output.parent)
+    started = time.time()
+    with Stopwatch() as work:
+        record = build_engine(args.model, args.shape, cache=args.cache)
+    save_model(record, args.output)
+    if not record.built:
+        log.warning("no TensorRT engine built for %s: %s; the GPU tasks run without one", args.model, record.reason)
+    _write_timing(args, TimingRecord(
+        task=tid, stage="engine", role=args.role, backend=record.backend or "none", started_at=started,
+        finished_at=time.time(), overhead_wall_s=work.wall_s, overhead_cpu_s=work.cpu_s,
+        settings={"built": record.built, "shape": record.shape, "model": record.model, "engine": record.engine,
+                  "reason": record.reason},
+    ), timing)
+    return 0
+
+
 def run_calibration(args: argparse.Namespace) -> int:
     from farmplug.calibrate import MEASURE_TASK, measure_calibration, measure_timing_path, summary_table
 
@@ -387,7 +438,7 @@ def dispatch(args: argparse.Namespace) -> int:
     """Run the task ``args`` describes (parsed by the parser :func:`add_run_parsers` built)."""
     from farmplug.stages.registry import descriptor
 
-    fixed = {"render": run_render, "fallback": run_fallback, "calibration": run_calibration}
+    fixed = {"render": run_render, "fallback": run_fallback, "calibration": run_calibration, "engine": run_engine}
     if args.what in fixed:
         return fixed[args.what](args)
     d = descriptor(args.what)

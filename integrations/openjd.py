@@ -14,6 +14,8 @@ How the graph becomes steps (see docs/farms/openjd.md):
 - Inbetween needs the next chunk's keyframe, so it is its own step after the render step (and
   after the guide step, when guided); the fallback renders are a step after inbetween; the
   full-quality reference renders are a step with no dependency.
+- A stage's engine build (a ``setup`` layer, one task over all the stage's frames, on a GPU) is
+  a step of its own that the stage's step waits for, so the renders never wait for it.
 - Each OpenJD task must be exactly one task of the job graph: the CLI derives the task id and the
   timing record's path from ``--layer`` and the frames, and the report looks for those. Frame
   chunks use the ``TASK_CHUNKING`` extension (a ``CHUNK[INT]`` task parameter whose
@@ -88,6 +90,8 @@ _PATH_FLAGS: dict[str, tuple[str | None, str, bool]] = {
     "--confidence-dir": ("ConfidenceDir", "DIRECTORY", True),
     "--input": (None, "FILE", False),
     "--guide": (None, "FILE", False),
+    "--aux": (None, "FILE", False),
+    "--model": (None, "FILE", False),
     "--output": (None, "FILE", True),
     "--rejected": (None, "FILE", True),
 }

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field
 
-from farmplug.stages.base import AuxRender, StageConfig, StageDescriptor
+from farmplug.stages.base import AuxRender, EngineBuild, StageConfig, StageDescriptor
+
+if TYPE_CHECKING:
+    from farmplug.nn.registry import ArchDescriptor
+
+#: The weights the stage runs when the plan names none.
+SHIPPED_WEIGHTS = Path(__file__).resolve().parent / "models" / "guided-sr-2x.safetensors"
+#: The architecture the guided upscaler runs (the only registered guided 2x one; the shipped
+#: weights' and any weights the stage accepts): its receptive field sets the tiles' overlap.
+ARCHITECTURE = "guided-sr-2x"
 
 #: What the full-resolution guide render must hold (cheap: they converge in 1-2 samples).
 GUIDE_PASSES = frozenset({"albedo", "normal", "depth"})
@@ -43,6 +53,35 @@ class UpscaleConfig(StageConfig):
 
     def aux_render(self) -> AuxRender | None:
         return AuxRender(layer=GUIDE_LAYER, samples=self.guide_samples, passes=GUIDE_PASSES)
+
+    def weights_file(self) -> Path:
+        """The weights the stage runs: ``model``, else the shipped weights."""
+        return Path(self.model) if self.model else SHIPPED_WEIGHTS
+
+    def tiling(self, arch: ArchDescriptor) -> tuple[int, int]:
+        """The tile side and the overlap the stage runs ``arch`` with: ``tile``, else the largest tile
+        whose padded window fits ``memory_mb``; the overlap is the network's receptive field."""
+        from farmplug.nn.tiling import tile_for_budget
+
+        overlap = arch.receptive_field
+        return self.tile or tile_for_budget(arch, self.memory_mb, overlap), overlap
+
+    def tile_window(self, arch: ArchDescriptor) -> int:
+        """The side of the largest window the network sees: the tile plus its overlap on both sides
+        (what a TensorRT engine is built for)."""
+        tile, overlap = self.tiling(arch)
+        return tile + 2 * overlap
+
+    def engine_build(self) -> EngineBuild | None:
+        """The TensorRT engine of ``device: cuda`` on ONNX Runtime (``runtime`` auto or onnxruntime),
+        for the tiles the stage's tasks run; None on the CPU, with ``device: auto`` (the task may
+        land on a CPU node) or with ``runtime: torch`` (no engine)."""
+        if not self.uses_gpu() or self.runtime not in ("auto", "onnxruntime"):
+            return None
+        from farmplug.nn.registry import architecture
+
+        side = self.tile_window(architecture(ARCHITECTURE))
+        return EngineBuild(model=str(self.weights_file()), shape=(side, side))
 
 
 DESCRIPTOR = StageDescriptor(

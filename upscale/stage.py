@@ -29,11 +29,11 @@ from farmplug.imageio import Frame, Part, read_frame
 from farmplug.imageio.channels import HOW_TO_ENABLE, layer_kind, split_channel
 from farmplug.stages.base import ProcessInfo
 from farmplug.upscale.config import DESCRIPTOR, GUIDE_PASSES, UpscaleConfig
+from farmplug.upscale.config import SHIPPED_WEIGHTS as SHIPPED_WEIGHTS  # where tools and tests look for it
 from farmplug.upscale.resample import bicubic, bilinear, nearest
 
 log = logging.getLogger(__name__)
 
-SHIPPED_WEIGHTS = Path(__file__).resolve().parent / "models" / "guided-sr-2x.safetensors"
 GUIDE_ORDER = ("albedo", "normal", "depth")
 _LAST_NUMBER = re.compile(r"(\d+)(?!.*\d)")
 
@@ -126,18 +126,17 @@ class GuidedUpscaleStage:
             FarmplugError: unreadable weights, weights for another kind of model, or no backend.
         """
         from farmplug.nn.backends import BackendOptions, open_backend
-        from farmplug.nn.tiling import tile_for_budget
         from farmplug.nn.weights import load_weights
 
         if self._backend is not None:
             return
-        weights = load_weights(Path(self.config.model) if self.config.model else SHIPPED_WEIGHTS)
+        weights = load_weights(self.config.weights_file())
         if weights.arch.scale != self.config.scale or [s.name for s in weights.arch.inputs] != ["color", "guidance"]:
             raise FarmplugError(f"weights of {weights.arch.name} are not a guided x{self.config.scale} upscaler",
                                 path=weights.path)
-        overlap = weights.arch.receptive_field
-        self._tile = self.config.tile or tile_for_budget(weights.arch, self.config.memory_mb, overlap)
-        options = BackendOptions(threads=self.config.threads, tile_shape=(self._tile + 2 * overlap,) * 2)
+        self._tile = self.config.tiling(weights.arch)[0]
+        # The window a TensorRT engine is built for: what `farmplug run engine` prebuilt (engine_build).
+        options = BackendOptions(threads=self.config.threads, tile_shape=(self.config.tile_window(weights.arch),) * 2)
         self._backend = open_backend(weights, runtime=self.config.runtime, device=self.config.device, options=options)
         self._weights = weights
         log.info("upscale: %s on %s, %d-pixel tiles", self._model_label(), self.inference, self._tile)

@@ -4,7 +4,9 @@ Run once per GPU kind (engines are specific to the GPU and the TensorRT version)
 tasks, so no task spends minutes building one. The engine lands in the cache folder
 (``FARMPLUG_MODEL_CACHE``, else ``~/.cache/farmplug/models``) under a name made of the model's
 hash, the GPU and the TensorRT version. Where TensorRT is missing it says so and exits 1; the
-ONNX graph is still exported (``--onnx-only`` stops there).
+ONNX graph is still exported (``--onnx-only`` stops there). The job graph runs the same build
+(:func:`farmplug.nn.prebuild.build_engine`) as its ``farmplug run engine`` task, which on a node
+without TensorRT records why and succeeds instead.
 """
 
 from __future__ import annotations
@@ -13,8 +15,7 @@ import argparse
 from pathlib import Path
 
 from farmplug.cli.common import print_json
-from farmplug.cli.report import resolution
-from farmplug.worker import add_common, help_formatter
+from farmplug.worker import add_common, help_formatter, tile_shape
 
 
 def add_parser(verbs: argparse._SubParsersAction) -> None:
@@ -22,7 +23,7 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
                          formatter_class=help_formatter)
     add_common(p)
     p.add_argument("model", type=Path, help="weights file (.safetensors)")
-    p.add_argument("--shape", type=resolution, default=(1024, 1024), metavar="WxH",
+    p.add_argument("--shape", type=tile_shape, default=(1024, 1024), metavar="WxH",
                    help="the largest output tile the engine serves (the stage's tile plus its overlap)")
     p.add_argument("--cache", type=Path, default=None, help="cache folder (default: FARMPLUG_MODEL_CACHE or ~/.cache)")
     p.add_argument("--onnx-only", action="store_true", help="export (and check) the ONNX graph only")
@@ -30,35 +31,15 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from farmplug.nn.backends import BackendOptions, open_backend
     from farmplug.nn.engine import TensorRTUnavailable
-    from farmplug.nn.export import example_inputs, onnx_for
-    from farmplug.nn.weights import load_weights
+    from farmplug.nn.prebuild import build_engine
 
-    weights = load_weights(args.model)
-    graph = onnx_for(weights, cache=args.cache)
-    width, height = args.shape
-    multiple = weights.arch.size_multiple
-    if width % multiple or height % multiple:
-        raise TensorRTUnavailable(f"--shape must be a multiple of {multiple} pixels")
-    result = {"model": str(args.model), "onnx": str(graph), "engine": None, "backend": None}
-    if not args.onnx_only:
-        from farmplug.nn.backends import probe, tensorrt_options
-
-        if "TensorrtExecutionProvider" not in probe().ort_providers:
-            raise TensorRTUnavailable("ONNX Runtime here has no TensorRT execution provider (install onnxruntime-gpu "
-                                      f"and TensorRT on the GPU node); the ONNX graph is at {graph}")
-        options = BackendOptions(cache=args.cache, tile_shape=(height, width))
-        folder = tensorrt_options(weights, options)["trt_engine_cache_path"]
-        backend = open_backend(weights, runtime="onnxruntime", device="cuda", options=options)
-        if backend.name != "onnxruntime-tensorrt":
-            backend.close()
-            raise TensorRTUnavailable(f"TensorRT did not start here (ran on {backend.name}); no engine built")
-        backend.run(example_inputs(weights, height, width))  # builds and caches the engine
-        backend.close()
-        result.update(engine=str(folder), backend=backend.name)
+    record = build_engine(args.model, args.shape, cache=args.cache, onnx_only=args.onnx_only)
+    if not record.built and not args.onnx_only:
+        where = f"; the ONNX graph is at {record.onnx}" if record.onnx else ""
+        raise TensorRTUnavailable(f"{record.reason}{where}")
     if args.json:
-        print_json(result)
+        print_json(record.model_dump(mode="json"))
     else:
-        print(f"onnx: {graph}" + (f"\nengine: {result['engine']}" if result["engine"] else ""))
+        print(f"onnx: {record.onnx}" + (f"\nengine: {record.engine}" if record.engine else ""))
     return 0

@@ -76,13 +76,17 @@ def run(args: argparse.Namespace) -> int:
         print_json({"plan_file": str(out), "plan": plan.model_dump(mode="json"), "tasks": [t.id for t in graph.tasks]})
         return 0
     renders = sum(1 for t in graph.tasks if t.kind == "render" and t.role == "plan")
+    # Engine builds make no frame: named apart from the chunks.
+    setups = sum(1 for t in graph.tasks if t.kind == "setup")
     print(f"wrote {out}")
     print(
         f"  {shot.name}: frames {shot.frames.start}-{shot.frames.end}, {plan.samples_for(shot)} spp "
         f"instead of {shot.samples} (x{plan.samples_factor:g}), stages: "
         f"{', '.join(f'{s.kind}:{s.backend}' for s in plan.stages)}"
     )
-    print(f"  {len(graph.tasks)} tasks ({renders} render chunks of {plan.chunk_size}), check frames {plan.check_frames}")
+    builds = f", {setups} engine build{'' if setups == 1 else 's'} before the GPU tasks" if setups else ""
+    print(f"  {len(graph.tasks)} tasks ({renders} render chunks of {plan.chunk_size}{builds}), "
+          f"check frames {plan.check_frames}")
     if plan.calibration:
         print(f"  from calibration {plan.calibration} (its cost shared by the shots it plans)")
     print(f"  next: farmplug submit {out} --farm local")

@@ -1,9 +1,11 @@
 """TensorRT engines through ONNX Runtime's TensorRT execution provider: options and cache keys.
 
 An engine is specific to the model, the GPU and the TensorRT version, so its cache folder is
-named by all three: ``<cache>/trt/<model sha256[:16]>-<gpu>-trt<version>``. A farm prebuilds it
-with ``farmplug build-engine MODEL --shape WxH`` once per GPU kind; a task that finds it loads it
-in seconds instead of building it for minutes.
+named by all three: ``<cache>/trt/<model sha256[:16]>-<gpu>-trt<version>``.
+:func:`farmplug.nn.prebuild.build_engine` prebuilds it: by hand with ``farmplug build-engine MODEL
+--shape WxH`` once per GPU kind, and in every job graph whose stage asks for it
+(``StageConfig.engine_build``) as the ``farmplug run engine`` task before that stage's GPU tasks.
+A task that finds the engine loads it in seconds instead of building it for minutes.
 """
 
 from __future__ import annotations

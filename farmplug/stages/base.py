@@ -3,9 +3,10 @@
 Everything the core needs to know about a stage comes from its :class:`StageDescriptor` and its
 config (a :class:`StageConfig` subclass that the stage's package defines): the render passes it
 needs, how it reads frames (one at a time, over a window of neighbours, or between keyframes),
-whether it changes resolution, whether it runs on a GPU, where it goes in the chain, and whether
-it can withhold frames that then need a fallback render. The planner, graph compiler, cost model,
-scheduler, report and CLI read these; no core module names a stage.
+whether it changes resolution, whether it runs on a GPU (and loads an engine to build once before
+its tasks), where it goes in the chain, and whether it can withhold frames that then need a
+fallback render. The planner, graph compiler, cost model, scheduler, report and CLI read these;
+no core module names a stage.
 
 Workers follow the Open Job Description adaptor lifecycle: ``open()`` once per task (load the
 model, create the device), ``process()`` each frame of the chunk, ``close()`` at the end or on
@@ -46,6 +47,23 @@ class AuxRender:
     passes: frozenset[str]
 
 
+@dataclass(frozen=True)
+class EngineBuild:
+    """An inference engine a stage's GPU tasks load, built once before them (a TensorRT engine).
+
+    The job graph runs ``farmplug run engine`` with these before the stage's tasks, so no GPU task
+    spends minutes building the engine itself.
+
+    Attributes:
+        model: The weights file the engine is built from.
+        shape: ``(width, height)`` of the largest output tile the engine serves: the stage's tile
+            plus its overlap on both sides, exactly as the stage's tasks ask for it.
+    """
+
+    model: str
+    shape: tuple[int, int]
+
+
 class StageConfig(StrictModel):
     """Base of every stage's config model (the items of a plan's ``stages``).
 
@@ -65,6 +83,11 @@ class StageConfig(StrictModel):
 
     def aux_render(self) -> AuxRender | None:
         """The extra render this configuration asks for, if any."""
+        return None
+
+    def engine_build(self) -> EngineBuild | None:
+        """The inference engine this configuration's GPU tasks load, to build once before them; None
+        when its tasks build nothing (the CPU, a runtime without engines). None by default."""
         return None
 
     def calibration_variants(self) -> dict[str, StageConfig]:

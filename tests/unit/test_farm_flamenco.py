@@ -32,7 +32,7 @@ def specs(case: str) -> list[dict]:
     return json.loads(payload(case)["settings"]["tasks"])
 
 
-@pytest.mark.parametrize("case", ["denoise", "inbetween", "hostile", "temporal"])
+@pytest.mark.parametrize("case", ["denoise", "inbetween", "hostile", "temporal", "upscale"])
 def test_golden(case):
     submission = compiled(case)
     files = dict(submission.files)
@@ -40,7 +40,7 @@ def test_golden(case):
     check_golden("flamenco", case, files)
 
 
-@pytest.mark.parametrize("case", ["denoise", "inbetween", "hostile", "temporal"])
+@pytest.mark.parametrize("case", ["denoise", "inbetween", "hostile", "temporal", "upscale"])
 def test_one_task_per_chunk_with_its_exact_argv_and_dependencies(case):
     graph = cases()[case]
     body = payload(case)

@@ -46,12 +46,12 @@ def cue_chunks(frame_range: str, chunk: int) -> list[list[int]]:
     return [frames[i:i + chunk] for i in range(0, len(frames), chunk)]
 
 
-@pytest.mark.parametrize("case", ["denoise", "inbetween", "hostile", "temporal"])
+@pytest.mark.parametrize("case", ["denoise", "inbetween", "hostile", "temporal", "upscale"])
 def test_golden(case):
     check_golden("opencue", case, OpenCueFarm().compile(cases()[case], OPTIONS).files)
 
 
-@pytest.mark.parametrize("case", ["denoise", "inbetween", "hostile", "temporal"])
+@pytest.mark.parametrize("case", ["denoise", "inbetween", "hostile", "temporal", "upscale"])
 def test_every_chunk_runs_its_graph_task_exactly(case):
     graph = cases()[case]
     root = spec(case)

@@ -17,7 +17,7 @@ from farmplug.errors import ConfigError
 from farmplug.frames import parse_frames
 from farmplug.graph import JobGraph, Task, farm_layers
 from farmplug.integrations.base import CompileOptions, FarmConnection, SubmitError, write_submission
-from farmplug.integrations.openjd import CHAIN_SCRIPT, OpenJDFarm, job_name, range_expression
+from farmplug.integrations.openjd import CHAIN_SCRIPT, OpenJDFarm, job_name, plan_steps, range_expression
 from farmplug.integrations.registry import create_farm
 from tests.farm_cases import HOSTILE, cases
 from tests.golden_util import check_golden
@@ -79,6 +79,11 @@ def resolve(arg: str, params: dict[str, str], frames: str) -> str:
     return frames if scope == "Task.Param" else params[name]
 
 
+def step_layers(case: str) -> dict[str, list[str]]:
+    """Each step's layers, in order (a layer's own name may hold "-", as ``engine-upscale`` does)."""
+    return {step.name: [layer.name for layer in step.layers] for step in plan_steps(farm_layers(CASES[case]))}
+
+
 def normalised(argv: list[str]) -> list[str]:
     """``--frames`` as the frame list it names ("1-7:2" and "1-7x2" are the same frames)."""
     return [str(parse_frames(a)) if i and argv[i - 1] == "--frames" else a for i, a in enumerate(argv)]
@@ -125,6 +130,9 @@ STEPS = {
     "hostile": {"render-denoise": [], "inbetween": ["render-denoise"], "fallback": ["inbetween"], "reference": []},
     # A window of neighbours needs other chunks' renders: OpenJD's step dependency waits for the whole render.
     "temporal": {"render": [], "denoise": ["render"], "reference": []},
+    # The engine build is a step of its own: only the upscale step waits for it, never the renders.
+    "upscale": {"engine-upscale": [], "fullres": [], "render-denoise": [],
+                "upscale": ["engine-upscale", "fullres", "render-denoise"], "reference": []},
 }
 
 
@@ -144,7 +152,7 @@ def test_chunks_are_exactly_the_graph_tasks(case):
     for step in job.steps:
         chunks = [parse_frames(t["Frames"].value)
                   for t in openjd_model.StepParameterSpaceIterator(space=step.parameterSpace)]
-        for layer_name in step.name.split("-"):
+        for layer_name in step_layers(case)[step.name]:
             assert chunks == layers[layer_name].chunks, (step.name, layer_name)
 
 
@@ -155,7 +163,7 @@ def test_chunk_sizes_and_frame_ranges(case):
     layers = {layer.name: layer for layer in farm_layers(CASES[case])}
     for step in template_of(bundle(case))["steps"]:
         (param,) = step["parameterSpace"]["taskParameterDefinitions"]
-        head = layers[step["name"].split("-")[0]]
+        head = layers[step_layers(case)[step["name"]][0]]
         if param["type"] == "CHUNK[INT]":
             assert all(len(c) == head.chunk_size for c in head.chunks)
             assert parse_frames(param["range"].replace(":", "x")) == head.frames
@@ -187,7 +195,7 @@ def test_denoise_case_chunks_are_contiguous_intervals():
 def test_gpu_steps_ask_for_a_gpu_and_cpu_steps_do_not(case):
     layers = {layer.name: layer for layer in farm_layers(CASES[case])}
     for step in template_of(bundle(case), )["steps"]:
-        gpus = max(layers[name].gpus for name in step["name"].split("-"))
+        gpus = max(layers[name].gpus for name in step_layers(case)[step["name"]])
         amounts = {a["name"]: a["min"] for a in step.get("hostRequirements", {}).get("amounts", [])}
         if gpus:
             assert amounts["amount.worker.gpu"] == gpus
@@ -208,7 +216,7 @@ def test_each_task_runs_exactly_the_graph_commands(case):
     job = create_job(files)
     seen = set()
     for step_doc, step in zip(template_of(files)["steps"], job.steps, strict=True):
-        layers = step_doc["name"].split("-")
+        layers = step_layers(case)[step_doc["name"]]
         for task in openjd_model.StepParameterSpaceIterator(space=step.parameterSpace):
             frames = task["Frames"].value
             commands = [[resolve(a, params, frames) for a in c] for c in commands_of(step_doc["script"]["actions"]["onRun"])]

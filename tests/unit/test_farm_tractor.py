@@ -135,12 +135,12 @@ def tcl():
     return interp
 
 
-@pytest.mark.parametrize("case", ["denoise", "inbetween", "hostile", "temporal"])
+@pytest.mark.parametrize("case", ["denoise", "inbetween", "hostile", "temporal", "upscale"])
 def test_golden(case):
     check_golden("tractor", case, TractorFarm().compile(cases()[case], OPTIONS).files)
 
 
-@pytest.mark.parametrize("case", ["denoise", "inbetween", "hostile", "temporal"])
+@pytest.mark.parametrize("case", ["denoise", "inbetween", "hostile", "temporal", "upscale"])
 def test_each_task_runs_its_argv_after_exactly_its_dependencies(case):
     graph = cases()[case]
     job, tasks = parse_job(script(case))
