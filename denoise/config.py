@@ -91,9 +91,24 @@ class TemporalDenoiseConfig(DenoiseConfig):
     guide_quality: Literal["default", "fast", "balanced", "high"] = Field(
         default="fast", description="OIDN quality of the per-frame denoise the neighbours are compared on"
     )
+    stabilize: int = Field(
+        default=1, ge=0, le=4,
+        description="frames each side whose denoised results are blended in after OIDN, along the vectors "
+        "with the same surface checks (0: off); the stage then reads window + stabilize frames each side",
+    )
+    stabilize_tolerance: float = Field(
+        default=0.02, gt=0, le=1,
+        description="display-value difference between two denoised results at which a neighbour's weight in "
+        "the blend falls to 1/e",
+    )
 
     def passes(self) -> frozenset[str]:
         return frozenset({"albedo", "normal", "depth", "motion", "object_index"})
+
+    def window_reach(self) -> int:
+        """Frames each side a frame's result depends on: its gathering window, and that of each
+        neighbour blended in after OIDN."""
+        return self.window + self.stabilize
 
 
 TEMPORAL_DESCRIPTOR = StageDescriptor(
@@ -103,7 +118,7 @@ TEMPORAL_DESCRIPTOR = StageDescriptor(
     summary="denoise frames with their neighbours reprojected along the Vector pass, then OIDN",
     task_factory="farmplug.denoise.temporal:TemporalDenoiseStage",
     mode="window",
-    window=TemporalDenoiseConfig.model_fields["window"].default,
+    window=TemporalDenoiseConfig().window_reach(),
     order=10,
     required_features=frozenset({"color"}),
     optional_features=frozenset({"albedo", "normal", "depth", "motion"}),

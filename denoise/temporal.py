@@ -23,14 +23,27 @@ weighted mean of the frame and its neighbours (the frame's own weight is 1) is t
 OIDN with the gathered albedo and normal: the same filter as the ``oidn`` backend, on an input
 with more samples behind each pixel, that shares most of them with the frames next to it.
 
+Then the frame's result is blended with its neighbours' results within ``stabilize`` frames
+(default 1), reprojected along the same vectors, counted under the same surface checks and
+weighted by how well the two denoised results agree (``stabilize_tolerance``): OIDN's output
+still moves with the noise it was given, and the neighbours' results, made from mostly the same
+samples, hold the same surface with other residual errors. A frame's result thus depends on the
+frames within ``window + stabilize`` of it (:meth:`TemporalDenoiseConfig.window_reach`, what the
+job graph makes it wait for), and each frame's OIDN result is made once per task.
+
+Neighbours are read between pixels with bicubic interpolation (clamped at zero for colour and
+albedo): bilinear reads blur a reprojected neighbour at every sub-pixel step of a camera move,
+which cost 0.6 dB on the camera pan of ``bench/temporal_denoise.py``.
+
 A frame without a Vector pass is denoised on its own (a warning), or fails with
 ``missing_motion: error`` (``--require-motion``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,7 +62,9 @@ _ROUND_TRIP_PX = 1.0
 #: ... plus this share of the step's length (fast motion is measured less exactly).
 _ROUND_TRIP_SHARE = 0.1
 #: How a neighbour is read between pixels.
-_RESAMPLE = "bilinear"
+_RESAMPLE = "bicubic"
+#: Layers that cannot be negative (bicubic reads overshoot next to bright pixels).
+_NON_NEGATIVE = ("color", "albedo")
 
 
 @dataclass
@@ -110,6 +125,7 @@ class TemporalDenoiseStage(OidnDenoiseStage):
         self.config: TemporalDenoiseConfig
         self._guide = None
         self._prepared: dict[object, _Prepared] = {}
+        self._results: dict[object, np.ndarray] = {}  # each frame's gathered OIDN result, made once per task
 
     def open(self) -> None:
         """Create the OIDN filters: the final one and the per-frame guide's (once per task)."""
@@ -123,7 +139,7 @@ class TemporalDenoiseStage(OidnDenoiseStage):
             )
 
     def _prepare(self, frame: Frame, info: ProcessInfo) -> _Prepared:
-        key = frame.path if frame.path is not None else id(frame)
+        key = _key(frame)
         if key in self._prepared:
             return self._prepared[key]
         from farmplug.motion import split_blender_vectors
@@ -172,73 +188,122 @@ class TemporalDenoiseStage(OidnDenoiseStage):
         if not frame.has("depth"):
             info.warnings.append(f"{frame.path}: no depth pass ({HOW_TO_ENABLE['depth']}); neighbours are "
                                  "matched without it")
-        used = {frame.path if frame.path is not None else id(frame)}
-        target = self._prepare(frame, info)
-        gathered = self._gather(target, frame, neighbours, used)
-        # Forget frames that left the window (the next frame's window still holds the others).
+        used: set = set()
+        result = self._first_pass(frame, neighbours, used)
+        # (The first pass's result is kept for the neighbours: changed only as a copy.)
+        result = self._stabilize(frame, result, neighbours, used) if self.config.stabilize else result.copy()
+        # Forget frames that left the reach (the next frame's still holds the others).
         self._prepared = {k: v for k, v in self._prepared.items() if k in used}
-        result = self._denoiser.denoise(gathered["color"], albedo=gathered.get("albedo"), normal=gathered.get("normal"))
+        self._results = {k: v for k, v in self._results.items() if k in used}
+        target = self._prepared[_key(frame)]
         if target.bad.any():
             result[target.bad] = color[target.bad]  # a renderer's NaN/Inf stays visible, as with oidn
         for message in info.warnings:
             log.warning(message)
         return frame.with_feature("color", result), info
 
-    def _gather(self, target: _Prepared, frame: Frame, neighbours: Mapping[int, Frame],
-                used: set) -> dict[str, np.ndarray]:
-        from farmplug.motion import compose_displacements
+    def _first_pass(self, frame: Frame, neighbours: Mapping[int, Frame], used: set) -> np.ndarray:
+        """``frame``'s neighbours within ``window`` gathered along the vectors, then OIDN (finite
+        everywhere: the frame's non-finite pixels are put back by the caller)."""
+        key = _key(frame)
+        used.add(key)
+        target = self._prepare(frame, ProcessInfo())
+        if key not in self._results:
+            def chain(offset: int) -> _Prepared | None:
+                other = neighbours.get(offset)
+                if other is None:
+                    return None
+                used.add(_key(other))
+                return self._prepare(other, ProcessInfo())
+
+            layers = ["color"] + (["albedo"] + (["normal"] if target.normal is not None else [])
+                                  if target.albedo is not None else [])
+            gathered = self._gather(target, chain, self.config.window, layers, self.config.color_tolerance)
+            result = self._denoiser.denoise(gathered["color"], albedo=gathered.get("albedo"),
+                                            normal=gathered.get("normal"))
+            self._results[key] = _finite(result)
+        return self._results[key]
+
+    def _stabilize(self, frame: Frame, result: np.ndarray, neighbours: Mapping[int, Frame], used: set) -> np.ndarray:
+        """``result`` blended with the first-pass results of the neighbours within ``stabilize``,
+        reprojected along the vectors under the same surface checks, weighted by how well the
+        results agree (the shot's ends: the neighbours there are)."""
+        from farmplug.quality import tonemap
 
         cfg = self.config
-        layers = {"color": target.color}
-        if target.albedo is not None:
-            layers["albedo"] = target.albedo
-            if target.normal is not None:
-                layers["normal"] = target.normal
-        sums = {name: values.astype(np.float32, copy=True) for name, values in layers.items()}
+
+        def as_result(prepared: _Prepared, values: np.ndarray) -> _Prepared:
+            return dataclasses.replace(prepared, color=values, guide=tonemap(values))
+
+        def chain(offset: int) -> _Prepared | None:
+            other = neighbours.get(offset)
+            if other is None:
+                return None
+            # The neighbour's own neighbours, as offsets from it, within the gathering window.
+            around = {o - offset: f for o, f in neighbours.items() if o != offset and abs(o - offset) <= cfg.window}
+            if abs(offset) <= cfg.window:
+                around[-offset] = frame
+            values = self._first_pass(other, around, used)
+            return as_result(self._prepared[_key(other)], values)
+
+        target = as_result(self._prepared[_key(frame)], result)
+        return self._gather(target, chain, cfg.stabilize, ["color"], cfg.stabilize_tolerance)["color"]
+
+    def _gather(self, target: _Prepared, chain: Callable[[int], _Prepared | None], reach: int,
+                layers: list[str], tolerance: float) -> dict[str, np.ndarray]:
+        """The weighted mean of ``target``'s ``layers`` and those of the frames ``chain(offset)``
+        gives within ``reach`` each side, each reprojected along the vectors chained from the target."""
+        from farmplug.motion import compose_displacements
+
+        own = {name: getattr(target, name) for name in layers}
+        sums = {name: values.astype(np.float32, copy=True) for name, values in own.items()}
         weight = np.ones(target.color.shape[:2], np.float32)
         for direction in (-1, 1):
-            reach = None  # displacement from the target to the last neighbour of this side, and its validity
-            alive = None
+            total = None  # displacement from the target to the last neighbour of this side
+            alive = None  # where the chain so far showed the same surface
             previous = target
-            for step in range(1, cfg.window + 1):
-                other = neighbours.get(direction * step)
-                if other is None:
-                    break
+            for step in range(1, reach + 1):
                 field = previous.to_prev if direction < 0 else previous.to_next
-                if field is None:
-                    break  # the chain cannot go past a frame without vectors
-                used.add(other.path if other.path is not None else id(other))
-                source = self._prepare(other, ProcessInfo())
-                if reach is None:
-                    total, inside = compose_displacements([field])
-                    last_step = total
+                source = chain(direction * step) if field is not None else None
+                if source is None:
+                    break  # a missing frame, or one without vectors: the chain cannot go past it
+                if total is None:
+                    moved, inside = compose_displacements([field])
+                    last_step = moved
                 else:
-                    total, inside = compose_displacements([reach, field])
-                    last_step = total - reach
+                    moved, inside = compose_displacements([total, field])
+                    last_step = moved - total
                 valid = inside if alive is None else inside & alive
                 back = source.to_next if direction < 0 else source.to_prev
-                w = self._weigh(target, source, total, last_step, back, step, layers, sums, valid)
+                w = self._weigh(target, source, moved, last_step, back, step, own, sums, valid, tolerance)
                 weight += w
-                reach, alive, previous = total, w > 0, source
+                total, alive, previous = moved, w > 0, source
         return {name: values / weight[..., None] for name, values in sums.items()}
 
     def _weigh(self, target: _Prepared, source: _Prepared, total: np.ndarray, last_step: np.ndarray,
-               back: np.ndarray | None, step: int, layers: dict, sums: dict, valid: np.ndarray) -> np.ndarray:
+               back: np.ndarray | None, step: int, own: dict, sums: dict, valid: np.ndarray,
+               tolerance: float) -> np.ndarray:
         """Add the neighbour ``source`` reprojected along ``total`` to ``sums``; return its weights (HxW)."""
         from farmplug.motion import backward_warp
 
         cfg = self.config
-        names = [n for n in layers if getattr(source, n) is not None]
+        names = [n for n in own if getattr(source, n) is not None]
         pieces = [getattr(source, n) for n in names]
+        check_normal = target.normal is not None and source.normal is not None
         extra = [source.guide, source.bad[..., None].astype(np.float32)]
         if target.depth is not None and source.depth is not None:
             extra.append(source.depth[..., None])
         if back is not None:
             extra.append(back)
+        if check_normal and "normal" not in names:
+            extra.append(source.normal)
         stack = np.concatenate(pieces + extra, axis=-1)
         warped, _ = backward_warp(stack, total, mode=_RESAMPLE)
         at = 3 * len(names)
         sampled = {n: warped[..., 3 * i : 3 * i + 3] for i, n in enumerate(names)}
+        for name in _NON_NEGATIVE:
+            if name in sampled:
+                np.maximum(sampled[name], 0.0, out=sampled[name])
         guide = warped[..., at : at + 3]
         ok = valid & (warped[..., at + 3] == 0)  # no non-finite source pixel under the kernel
         at += 4
@@ -249,18 +314,17 @@ class TemporalDenoiseStage(OidnDenoiseStage):
         if back is not None:
             miss = np.linalg.norm(warped[..., at : at + 2] + last_step, axis=-1)
             ok &= miss <= _ROUND_TRIP_PX + _ROUND_TRIP_SHARE * np.linalg.norm(last_step, axis=-1)
-        if target.normal is not None and "normal" in sampled:
-            ok &= (_unit(target.normal) * _unit(sampled["normal"])).sum(axis=-1) >= cfg.normal_tolerance
+            at += 2
+        if check_normal:
+            normal = sampled["normal"] if "normal" in sampled else warped[..., at : at + 3]
+            ok &= (_unit(target.normal) * _unit(normal)).sum(axis=-1) >= cfg.normal_tolerance
         if target.ids is not None and source.ids is not None:
             ids, _ = backward_warp(source.ids, total, mode="nearest")
             ok &= ids == target.ids
         difference = _box3(np.abs(guide - target.guide).mean(axis=-1))
-        w = np.where(ok, np.exp(-((difference / cfg.color_tolerance) ** 2)), 0.0).astype(np.float32)
-        for name in layers:
-            if name in sampled:
-                sums[name] += w[..., None] * sampled[name]
-            else:
-                sums[name] += w[..., None] * layers[name]  # a neighbour without the pass: the frame's own
+        w = np.where(ok, np.exp(-((difference / tolerance) ** 2)), 0.0).astype(np.float32)
+        for name, values in own.items():
+            sums[name] += w[..., None] * sampled.get(name, values)  # a neighbour without the pass: the frame's own
         return w
 
     def close(self) -> None:
@@ -269,3 +333,9 @@ class TemporalDenoiseStage(OidnDenoiseStage):
             self._guide.close()
             self._guide = None
         self._prepared.clear()
+        self._results.clear()
+
+
+def _key(frame: Frame) -> object:
+    """What a frame's prepared arrays and result are cached under within a task."""
+    return frame.path if frame.path is not None else id(frame)

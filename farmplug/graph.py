@@ -418,11 +418,14 @@ def compile_plan(plan: Plan, shot: Shot, *, plan_file: Path, shot_file: Path, ru
 
 
 def stage_window(config: StageConfig, described: StageDescriptor) -> int:
-    """Frames each side a stage reads: 0 unless its mode is ``window``; then its config's ``window``
-    field where it has one (a setting of the stage), else the descriptor's ``window``."""
+    """Frames each side a stage reads: 0 unless its mode is ``window``; then its config's
+    ``window_reach()`` or ``window`` field where it has one (a setting of the stage), else the
+    descriptor's ``window``."""
     if described.mode != "window":
         return 0
-    value = getattr(config, "window", None)
+    value = config.window_reach()
+    if value is None:
+        value = getattr(config, "window", None)
     return value if isinstance(value, int) and not isinstance(value, bool) else described.window
 
 

@@ -90,6 +90,13 @@ class StageConfig(StrictModel):
         when its tasks build nothing (the CPU, a runtime without engines). None by default."""
         return None
 
+    def window_reach(self) -> int | None:
+        """Frames each side a ``mode="window"`` stage's result for one frame depends on, where that
+        is more than a ``window`` field says (a stage whose frames also read their neighbours'
+        results); None: the config's ``window`` field, else the descriptor's. The job graph makes
+        the stage's tasks wait for the renders within it."""
+        return None
+
     def calibration_variants(self) -> dict[str, StageConfig]:
         """Cheaper settings of this stage that calibration should measure, by name: each is tried
         as a structure of its own (a candidate ``x1-64_denoise-balanced``), and the measured quality

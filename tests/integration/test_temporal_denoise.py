@@ -120,6 +120,14 @@ def test_a_temporal_plan_runs_on_the_local_farm_across_chunk_boundaries(sequence
         assert delivered.parts[0].spec.getattribute("farmplug:backend") == "temporal"
     report = json.loads((run_dir / "report.json").read_text())
     assert report["plan"]["stages"] == ["denoise:temporal"]
+    # Chunked in two tasks, every frame is what one task over the whole shot makes of the same
+    # renders: a frame's result depends on its reach alone (window + stabilize), never on its chunk.
+    whole = str(tmp_path / "whole" / "pan.####.exr")
+    assert main(["run", "denoise", "--backend", "temporal", "--device", "cpu", "--input",
+                 str(run_dir / "work" / "render" / "pan.####.exr"), "--output", whole, "--frames", f"1-{FRAMES}"]) == 0
+    for f in range(1, FRAMES + 1):
+        np.testing.assert_array_equal(read_frame(run_dir / "frames" / f"pan.{f:04d}.exr").feature("color"),
+                                      read_frame(frame_path(whole, f)).feature("color"), err_msg=f"frame {f}")
     # Finished tasks are trusted by a second submit: nothing runs again.
     before = {f: (run_dir / "frames" / f"pan.{f:04d}.exr").stat().st_mtime_ns for f in range(1, FRAMES + 1)}
     assert main(["submit", str(tmp_path / "plan.yaml"), "--run-dir", str(run_dir)]) == 0

@@ -170,7 +170,8 @@ def test_the_oidn_backend_is_unchanged_by_the_temporal_one():
     from farmplug.denoise.config import DESCRIPTOR, TEMPORAL_DESCRIPTOR
 
     assert DESCRIPTOR.mode == "frame" and DESCRIPTOR.backend == "oidn" and DESCRIPTOR.default
-    assert TEMPORAL_DESCRIPTOR.mode == "window" and TEMPORAL_DESCRIPTOR.window == 2 and not TEMPORAL_DESCRIPTOR.default
+    # Its default reach: the gathering window (2) and the blend of the neighbours' results after OIDN (1).
+    assert TEMPORAL_DESCRIPTOR.mode == "window" and TEMPORAL_DESCRIPTOR.window == 3 and not TEMPORAL_DESCRIPTOR.default
     assert DenoiseConfig().passes() == {"albedo", "normal"}
     assert {"motion", "depth"} <= TemporalDenoiseConfig().passes()
 
@@ -245,10 +246,13 @@ def test_the_graph_waits_for_the_neighbouring_chunks_and_renders_the_neighbours_
     denoise = {t.id: t for t in graph.tasks if t.layer == "denoise"}
     assert denoise["denoise-0005-0008"].depends_on == ["render-0005-0008", "render-0001-0004", "render-0009-0012"]
     assert denoise["denoise-0001-0004"].depends_on == ["render-0001-0004", "render-0005-0008"]
-    assert {t.window for t in denoise.values()} == {3} and {t.reads for t in denoise.values()} == {"window"}
-    # Restricted to frame 6 (as calibration measures a check frame), frames 3-9 are rendered.
-    some = compile_plan(plan, shot, plan_file=Path("/s/plan.yaml"), shot_file=Path("/s/shot.yaml"),
-                        run_dir=Path("/s/run"), frames=[6])
-    rendered = sorted(f for t in some.tasks if t.layer == "render" for f in t.frames)
-    assert rendered == list(range(3, 10))
-    assert [t.frames for t in some.tasks if t.layer == "denoise"] == [[6]]
+    # A frame's result reads its window (3) and, through the neighbours' results it blends in, one more.
+    assert {t.window for t in denoise.values()} == {4} and {t.reads for t in denoise.values()} == {"window"}
+    # Restricted to frame 6 (as calibration measures a check frame), frames 2-10 are rendered.
+    for stabilize, reach in ((1, 4), (0, 3)):
+        restricted = plan.model_copy(update={"stages": [TemporalDenoiseConfig(window=3, stabilize=stabilize)]})
+        some = compile_plan(restricted, shot, plan_file=Path("/s/plan.yaml"), shot_file=Path("/s/shot.yaml"),
+                            run_dir=Path("/s/run"), frames=[6])
+        rendered = sorted(f for t in some.tasks if t.layer == "render" for f in t.frames)
+        assert rendered == list(range(6 - reach, 7 + reach))
+        assert [t.frames for t in some.tasks if t.layer == "denoise"] == [[6]]
