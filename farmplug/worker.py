@@ -39,9 +39,21 @@ def add_common(p: argparse.ArgumentParser, *, top: bool = False) -> None:
     )
 
 
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default, unless its help already says what the default is, or there is
+    none to show (``None``; an on/off flag, whose default is not to give it)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        flag = isinstance(action, argparse._StoreTrueAction | argparse._StoreFalseAction | argparse._StoreConstAction)
+        if "default" in text or action.default is None or action.default is argparse.SUPPRESS or flag:
+            return text
+        return super()._get_help_string(action)
+
+
 def help_formatter(prog: str) -> argparse.HelpFormatter:
     """Help that shows every option's default (every verb of the command line uses it)."""
-    return argparse.ArgumentDefaultsHelpFormatter(prog, max_help_position=32)
+    return _DefaultsFormatter(prog, max_help_position=32)
 
 
 def add_run_parsers(verbs: argparse._SubParsersAction) -> None:
