@@ -78,7 +78,8 @@ class TemporalDenoiseConfig(DenoiseConfig):
         default="warn", description="when a frame has no Vector pass: denoise it on its own (warn) or fail (error)"
     )
     depth_tolerance: float = Field(
-        default=0.03, gt=0, le=1, description="largest relative depth change per frame for the same surface"
+        default=0.03, gt=0, le=1, description="largest relative depth change per frame for the same surface, beyond the mean "
+        "change of the surface around it (a dolly changes every depth)"
     )
     normal_tolerance: float = Field(
         default=0.9, ge=-1, lt=1, description="smallest cosine between the normals of the same surface"

@@ -8,9 +8,10 @@ every pixel's surface was in ``s`` (one frame at a time, chained along each fram
 read there (:func:`farmplug.motion.backward_warp`) and count where they show the same surface:
 
 * the reprojection stays inside the frame, and the frame before it in the chain passed too;
-* the depth agrees (relative change at most ``depth_tolerance`` per frame of distance), the
-  normals agree (cosine at least ``normal_tolerance``) and the object IDs are equal (when the
-  render has an object-index pass);
+* the depth agrees: its change differs from the mean change of the surface around it (camera
+  dollies and objects moving in depth change every depth) by at most ``depth_tolerance`` of the
+  depth per frame of distance; the normals agree (cosine at least ``normal_tolerance``) and the
+  object IDs are equal (when the render has an object-index pass);
 * the neighbour's own vectors lead back to the pixel (within a pixel): where another surface
   covered it in ``s``, or it was just uncovered (a disocclusion), they do not;
 * the neighbour's pixel is finite.
@@ -61,6 +62,10 @@ log = logging.getLogger(__name__)
 _ROUND_TRIP_PX = 1.0
 #: ... plus this share of the step's length (fast motion is measured less exactly).
 _ROUND_TRIP_SHARE = 0.1
+#: Pixels each side over which a surface's own depth change is averaged (see _expected_depth_change).
+_DEPTH_RADIUS = 7
+#: Largest relative depth change per frame that counts towards that average (beyond it: another surface).
+_DEPTH_OUTLIER = 0.5
 #: How a neighbour is read between pixels.
 _RESAMPLE = "bicubic"
 #: Layers that cannot be negative (bicubic reads overshoot next to bright pixels).
@@ -103,6 +108,30 @@ def _box3(image: np.ndarray) -> np.ndarray:
     padded = np.pad(image, 1, mode="edge")
     h, w = image.shape
     return sum(padded[y : y + h, x : x + w] for y in range(3) for x in range(3)) / 9.0
+
+
+def _box_sum(image: np.ndarray, radius: int) -> np.ndarray:
+    """Sum over the ``(2 radius + 1)^2`` square around each pixel of an HxW image (zeros outside),
+    from a summed-area table: the same cost for any radius."""
+    h, w = image.shape
+    table = np.zeros((h + 1, w + 1), np.float64)
+    table[1:, 1:] = np.cumsum(np.cumsum(image, axis=0, dtype=np.float64), axis=1)
+    y0, y1 = np.clip(np.arange(h) - radius, 0, h), np.clip(np.arange(h) + radius + 1, 0, h)
+    x0, x1 = np.clip(np.arange(w) - radius, 0, w), np.clip(np.arange(w) + radius + 1, 0, w)
+    return (table[y1][:, x1] - table[y0][:, x1] - table[y1][:, x0] + table[y0][:, x0]).astype(np.float32)
+
+
+def _expected_depth_change(change: np.ndarray, trusted: np.ndarray) -> np.ndarray:
+    """The depth change of the surface around each pixel: the mean of ``change`` over the
+    ``trusted`` pixels within :data:`_DEPTH_RADIUS` (0 where none is).
+
+    A camera dolly or an object moving in depth changes every depth of a surface by a smoothly
+    varying amount; an occlusion changes it by a jump. Measured against this local change, the
+    depth check tells the two apart where a check of the raw change would reject a whole dolly.
+    """
+    count = _box_sum(trusted.astype(np.float32), _DEPTH_RADIUS)
+    total = _box_sum(np.where(trusted, change, 0.0).astype(np.float32), _DEPTH_RADIUS)
+    return np.where(count > 0, total / np.maximum(count, 1.0), 0.0).astype(np.float32)
 
 
 def _unit(normal: np.ndarray) -> np.ndarray:
@@ -307,14 +336,21 @@ class TemporalDenoiseStage(OidnDenoiseStage):
         guide = warped[..., at : at + 3]
         ok = valid & (warped[..., at + 3] == 0)  # no non-finite source pixel under the kernel
         at += 4
+        depths = None
         if target.depth is not None and source.depth is not None:
-            z_t, z_s = target.depth, warped[..., at]
-            ok &= np.abs(z_s - z_t) <= cfg.depth_tolerance * step * np.maximum(np.abs(z_t), 1e-6)
+            depths = target.depth, warped[..., at]
             at += 1
         if back is not None:
             miss = np.linalg.norm(warped[..., at : at + 2] + last_step, axis=-1)
             ok &= miss <= _ROUND_TRIP_PX + _ROUND_TRIP_SHARE * np.linalg.norm(last_step, axis=-1)
             at += 2
+        if depths is not None:
+            # The same surface: its depth changed as the surface around it did (a dolly moves them all).
+            z_t, z_s = depths
+            scale = step * np.maximum(np.abs(z_t), 1e-6)
+            change = z_s - z_t
+            expected = _expected_depth_change(change, ok & (np.abs(change) <= _DEPTH_OUTLIER * scale))
+            ok &= np.abs(change - expected) <= cfg.depth_tolerance * scale
         if check_normal:
             normal = sampled["normal"] if "normal" in sampled else warped[..., at : at + 3]
             ok &= (_unit(target.normal) * _unit(normal)).sum(axis=-1) >= cfg.normal_tolerance

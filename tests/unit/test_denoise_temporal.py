@@ -120,6 +120,39 @@ def test_neighbours_showing_another_surface_contribute_nothing(mismatch):
     np.testing.assert_array_equal(temporal.feature("color"), alone.feature("color"))
 
 
+def test_a_surface_moving_in_depth_is_still_gathered_but_an_occluder_in_it_is_not():
+    """A dolly: every depth changes by 10% per frame (beyond the 3% tolerance of a raw check), which
+    is the surface moving, not another surface; a patch nearer the camera in the neighbours (an
+    occluder the vectors do not know) still fails the check there."""
+    rng = np.random.default_rng(3)
+    truth = texture()
+    frames = [make_frame(np.maximum(truth + rng.normal(0, 0.25, truth.shape).astype(np.float32), 0),
+                         depth=5.0 * (1 + 0.1 * t), path=Path(f"/dolly/f.{t + 1:04d}.exr")) for t in range(5)]
+    s = stage()
+    try:
+        temporal, _ = s.process_window(frames[2], around(frames, 2))
+        alone, _ = s.process(frames[2])
+    finally:
+        s.close()
+    gain = psnr_tonemapped(truth, temporal.feature("color")) - psnr_tonemapped(truth, alone.feature("color"))
+    assert gain > 1.0, f"{gain:.2f} dB"
+    # An occluder in the middle of the neighbours: nearer by half, black.
+    occluded = []
+    for f in frames:
+        pixels = f.parts[0].pixels.copy()
+        depth = CHANNELS.index("ViewLayer.Depth.Z")
+        pixels[8:24, 16:32, depth] *= 0.5
+        pixels[8:24, 16:32, :3] = 0.0
+        occluded.append(Frame((Part(f.parts[0].spec, pixels),), path=Path(str(f.path).replace("dolly", "occluded"))))
+    s = stage(color_tolerance=1.0)  # only the depth check can keep the black occluder out
+    try:
+        out, _ = s.process_window(frames[2], {o: occluded[2 + o] for o in (-2, -1, 1, 2)})
+    finally:
+        s.close()
+    inside = out.feature("color")[12:20, 20:28]
+    assert float(inside.mean()) > 0.8 * float(truth[12:20, 20:28].mean()), "the occluder was gathered"
+
+
 def test_a_neighbour_whose_shading_changed_drops_out():
     """Same surface, but the neighbours are much brighter (a light or reflection that does not follow
     the vectors): the colour check keeps them out, so the frame is not brightened."""
