@@ -8,10 +8,12 @@ colour and full-resolution target at the same samples, both OIDN-denoised, and a
 Methods on whole frames, PSNR and HDR-FLIP of the tone-mapped result against the full-resolution
 render: the model (guided), the model with its guide reduced to half resolution and blown up
 again (``unguided``: what the full-resolution passes bring), albedo-demodulated upsampling,
-bicubic and nearest. Then the ONNX export against torch on a 256x256 input, and seconds per 1080p
-frame on ONNX Runtime CPU and PyTorch CPU (``--threads``).
+bicubic and nearest. Then the ONNX export against torch on a 256x256 input, and seconds (and
+frames/s) per output frame at each ``--speed-sizes`` (default 1080p and 4K) on ONNX Runtime CPU
+and PyTorch CPU (``--threads``).
 
     .venv/bin/python bench/upscale.py --out bench-out/upscale   [--weights W] [--threads 1]
+        [--speed-sizes 1920x1080,3840x2160]
 
 Writes ``upscale.json`` and prints a markdown table (docs/benchmarks.md has the figures).
 """
@@ -58,11 +60,12 @@ def unguided(predict):
     return run
 
 
-def speed(weights, threads: int, repeats: int) -> dict[str, float]:
+def speed(weights, threads: int, repeats: int, size: tuple[int, int] = (1920, 1080)) -> dict[str, float]:
+    """Median seconds per output frame of ``size`` (width, height) per CPU runtime."""
     from farmplug.nn.backends import BackendOptions, open_backend
     from farmplug.nn.export import example_inputs
 
-    x = example_inputs(weights, 1080, 1920)
+    x = example_inputs(weights, size[1], size[0])
     out = {}
     for runtime in ("onnxruntime", "torch"):
         backend = open_backend(weights, runtime=runtime, device="cpu", options=BackendOptions(threads=threads))
@@ -90,7 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=128)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--speed-sizes", default="1920x1080,3840x2160",
+                        help="output sizes WxH to time, comma-separated (empty: no speed)")
     args = parser.parse_args(argv)
+    sizes = [tuple(int(v) for v in item.lower().split("x")) for item in args.speed_sizes.split(",") if item]
 
     import torch
 
@@ -106,9 +112,9 @@ def main(argv: list[str] | None = None) -> int:
         scores["unguided"] = evaluate(unguided(predict), frames, flip=True)["model"]
         per_scene[name] = scores
     parity = export_onnx(weights, args.out / "parity.onnx", check_shape=(256, 256)).max_abs_diff
-    seconds = speed(weights, args.threads, args.repeats)
+    seconds = {f"{w}x{h}": speed(weights, args.threads, args.repeats, (w, h)) for w, h in sizes}
     result = {"weights": str(args.weights), "sha256": weights.sha256, "scenes": per_scene,
-              "onnx_vs_torch_max_diff_256": parity, "cpu_seconds_per_1080p_frame": seconds, "threads": args.threads,
+              "onnx_vs_torch_max_diff_256": parity, "cpu_seconds_per_frame": seconds, "threads": args.threads,
               "command": " ".join(["python", *sys.argv])}
     (args.out / "upscale.json").write_text(json.dumps(result, indent=1) + "\n")
 
@@ -119,8 +125,9 @@ def main(argv: list[str] | None = None) -> int:
         cells = [f"{scores[m]['psnr']:.2f} dB / {scores[m]['flip']:.3f}" for m in methods]
         print(f"| {name} | " + " | ".join(cells) + " |")
     print(f"\nONNX vs torch, 256x256: max difference {parity:.2e}")
-    print("CPU seconds per 1080p frame (" + f"{args.threads} thread(s)): "
-          + ", ".join(f"{k} {v:.2f} s" for k, v in seconds.items()))
+    for size, by_runtime in seconds.items():
+        print(f"CPU seconds per {size} output frame ({args.threads} thread(s)): "
+              + ", ".join(f"{k} {v:.2f} s ({1 / v:.3f} frames/s)" for k, v in by_runtime.items()))
     return 0
 
 
