@@ -917,6 +917,60 @@ def _check_images(out_dir: Path, shot: Shot, folder: str, frame: int, image, err
     return f"{base}.png", (f"{base}.flip.png" if error is not None else "")
 
 
+#: Folder beside ``calibration-setup.json`` holding each candidate's measurement (one JSON file
+#: each), reused by later rounds while nothing it was measured from has changed.
+MEASURED_DIR = "measured"
+
+
+class MeasuredCandidate(StrictModel):
+    """One candidate's measurement as the measuring task made it, and what it was made from."""
+
+    schema_version: Literal[1] = 1
+    key: str = Field(description="sha256 of the candidate, the check frames and every timing record it read")
+    result: CandidateResult
+
+
+def _measurement_key(setup: CalibrationSetup, candidate: CandidateSetup, graph: JobGraph) -> str:
+    """What a candidate's measurement depends on: the candidate, the check frames and references,
+    and the record of every task it reads (a task run again writes a new record)."""
+    import hashlib
+    import json
+
+    from farmplug import __version__
+
+    tasks = [t for t in graph.tasks if t.layer.startswith(candidate.layer_prefix)]
+    tasks += [graph.task(t) for t in candidate.shared_tasks]
+    tasks += [graph.task(t) for t in setup.reference_tasks]
+    records = [(t.id, r.key, r.started_at, r.finished_at) for t, r in _records(graph, tasks)]
+    plan = Path(candidate.plan_file).read_bytes()
+    payload = {"farmplug": __version__, "candidate": candidate.model_dump(mode="json"),
+               "plan": hashlib.sha256(plan).hexdigest(), "check_frames": list(setup.check_frames),
+               "reference": setup.reference_pattern, "records": records}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _measured(setup: CalibrationSetup, candidate: CandidateSetup, graph: JobGraph, shot: Shot,
+              full: ReferenceResult, folder: Path) -> CandidateResult:
+    """The candidate's measurement: an earlier round's, where nothing it read has changed since
+    (and its check images are still there), else measured now and kept for the next round."""
+    key = _measurement_key(setup, candidate, graph)
+    path = folder / MEASURED_DIR / f"{candidate.name}.json"
+    out_dir = Path(setup.out_dir)
+    if path.is_file():
+        try:
+            kept = load_model(MeasuredCandidate, path)
+        except ConfigError:
+            kept = None
+        images = [out_dir / name for row in kept.result.frames for name in (row.thumbnail, row.error_map) if name] if kept else []
+        if kept is not None and kept.key == key and all(p.is_file() for p in images):
+            log.debug("%s: measured in an earlier round, its tasks unchanged", candidate.name)
+            cost = kept.result.cost
+            return kept.result.model_copy(update={"predicted_ratio": full.cost.total_core_s / cost.total_core_s})
+    result = _measure_candidate(setup, candidate, graph, shot, full)
+    save_model(MeasuredCandidate(key=key, result=result), path)
+    return result
+
+
 def _records(graph: JobGraph, tasks: Sequence[Task]) -> list[tuple[Task, TimingRecord]]:
     found = []
     for task in tasks:
@@ -1033,7 +1087,7 @@ def measure_calibration(setup_file: Path) -> tuple[CalibrationResult, TimingReco
     with Stopwatch() as work:
         spent_tasks = sum(r.cpu_s for _t, r in _records(graph, [t for t in graph.tasks if t.id != MEASURE_TASK]))
         reference = _measure_reference(setup, shot, graph)
-        results = [_measure_candidate(setup, c, graph, shot, reference) for c in setup.candidates]
+        results = [_measured(setup, c, graph, shot, reference, setup_file.parent) for c in setup.candidates]
         choice = choose(results, full_core_s=reference.cost.total_core_s, flip_mean_max=setup.flip_mean_max,
                         flip_p95_max=setup.flip_p95_max, flicker_max=setup.flicker_max)
         plan_path = out_dir / PLAN_FILE

@@ -148,3 +148,38 @@ def test_a_failing_render_names_the_calibration_task(tmp_path):
     with pytest.raises(FarmplugError, match="calibration task reference-0001-0003 failed"):
         calibrate(tmp_path / "shot.yaml", tmp_path / "out", candidates=[Candidate(0.5)], budget_share=1.0)
     assert not (tmp_path / "out" / CALIBRATION_FILE).exists()
+
+
+def test_a_later_round_measures_only_the_candidates_whose_tasks_changed(calibrated, monkeypatch):
+    """Each round's measuring task reuses an earlier round's measurement of a candidate while every
+    record it read is the same, so a search of many rounds does not pay again for the frames it
+    has already scored; a task run again (a new record) makes that candidate alone measured again."""
+    from farmplug import calibrate as cal
+    from farmplug.graph import load_graph
+    from farmplug.timing import read_timing
+
+    result, out = calibrated
+    setup_file = out / "calibration" / cal.SETUP_FILE
+    calls: list[str] = []
+    real = cal._measure_candidate
+
+    def counted(setup, candidate, *args):
+        calls.append(candidate.name)
+        return real(setup, candidate, *args)
+
+    monkeypatch.setattr(cal, "_measure_candidate", counted)
+    again, _record = cal.measure_calibration(setup_file)
+    assert calls == []
+    assert [(c.name, c.flip_mean, c.cost) for c in again.candidates] == [(c.name, c.flip_mean, c.cost)
+                                                                          for c in result.candidates]
+    graph = load_graph(setup_file.parent)
+    first = next(c for c in load_model(cal.CalibrationSetup, setup_file).candidates)
+    task = next(t for t in graph.tasks if t.layer.startswith(first.layer_prefix) and t.kind == "render")
+    original = Path(task.timing).read_bytes()
+    record = read_timing(task.timing)
+    try:
+        save_model(record.model_copy(update={"finished_at": record.finished_at + 1}), Path(task.timing))
+        cal.measure_calibration(setup_file)
+        assert calls == [first.name]
+    finally:
+        Path(task.timing).write_bytes(original)
