@@ -14,8 +14,9 @@ PSNR per frame (every frame, the shot's ends included), and temporal instability
 plain and reprojected along the reference's Vector pass).
 
 Speed: the temporal step's cost per --speed-size frame (default 1920x1080) on this machine, from
-the stage runner's own timing records on a real render of the camera pan at 1 spp: the temporal
-backend's time per frame, the per-frame OIDN's, and their difference (the gathering).
+the stage runner's own timing records on a real render of the camera pan at 1 spp (2 x reach + 1
+frames, the reach being window + stabilize, so the middle frame has all it reads): each backend's
+task time over its frames, and their difference per frame (the gathering and the blend).
 
     .venv/bin/python bench/temporal_denoise.py --out /tmp/bench-temporal [--sequences all]
         [--resolution 160x90] [--frames 9] [--samples 8] [--reference-samples 256] [--window 2]
@@ -145,7 +146,8 @@ def measure_speed(args: argparse.Namespace) -> dict[str, Any]:
     width, height = args.speed_size
     folder = Path(args.out) / f"speed-{width}x{height}"
     scene = folder / "scene.blend"
-    count = 2 * args.window + 1
+    reach = TemporalDenoiseConfig(window=args.window).window_reach()
+    count = 2 * reach + 1
     if not scene.is_file():
         build_sequence("camera_pan", scene, frames=count, resolution=(width, height), samples=1)
     frames = list(range(1, count + 1))
@@ -160,14 +162,18 @@ def measure_speed(args: argparse.Namespace) -> dict[str, Any]:
         started = time.perf_counter()
         record = run_stage(config, frame_jobs(noisy, target, frames), task=f"speed-{method}")
         by_frame = {f.frame: f for f in record.frames}
-        middle = by_frame[args.window + 1]
+        middle = by_frame[reach + 1]
         timing[method] = {
             "middle_frame_wall_s": middle.wall_s, "middle_frame_cpu_s": middle.cpu_s,
             "median_wall_s": statistics.median(f.wall_s for f in record.frames),
             "task_wall_s": time.perf_counter() - started, "open_wall_s": record.overhead_wall_s,
+            "per_frame_wall_s": sum(f.wall_s for f in record.frames) / count,
+            "per_frame_cpu_s": sum(f.cpu_s for f in record.frames) / count,
         }
-        log(f"speed {method}: {middle.wall_s:.2f} s wall for the middle frame")
-    timing["temporal_step_wall_s"] = timing["temporal"]["middle_frame_wall_s"] - timing["oidn"]["middle_frame_wall_s"]
+        log(f"speed {method}: {timing[method]['per_frame_wall_s']:.2f} s wall a frame over {count} frames")
+    timing["frames"] = count
+    timing["temporal_step_wall_s"] = timing["temporal"]["per_frame_wall_s"] - timing["oidn"]["per_frame_wall_s"]
+    timing["temporal_step_cpu_s"] = timing["temporal"]["per_frame_cpu_s"] - timing["oidn"]["per_frame_cpu_s"]
     return timing
 
 
@@ -187,10 +193,10 @@ def markdown(results: dict[str, Any]) -> str:
     speed = results.get("speed")
     if speed:
         lines.append("")
-        lines.append(f"Speed at {speed['size']} ({speed['threads']} CPU threads), middle frame of "
-                     f"{2 * results['settings']['window'] + 1}: oidn {speed['oidn']['middle_frame_wall_s']:.2f} s, "
-                     f"temporal {speed['temporal']['middle_frame_wall_s']:.2f} s, the temporal step "
-                     f"{speed['temporal_step_wall_s']:.2f} s wall per frame.")
+        lines.append(f"Speed at {speed['size']} ({speed['threads']} CPU threads), a task of {speed['frames']} frames: "
+                     f"oidn {speed['oidn']['per_frame_wall_s']:.2f} s a frame, temporal "
+                     f"{speed['temporal']['per_frame_wall_s']:.2f} s, the temporal step "
+                     f"{speed['temporal_step_wall_s']:.2f} s wall ({speed['temporal_step_cpu_s']:.2f} core-s) per frame.")
     return "\n".join(lines)
 
 
