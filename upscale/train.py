@@ -46,6 +46,9 @@ class TrainSettings:
     checkpoint_every: int = 100
     threads: int = 1
     version: str = "1"
+    #: ``last``: the weights after the last iteration; ``best``: those of the validation with the
+    #: highest PSNR (early stopping: a small show's dataset is learnt by heart long before the end).
+    keep: str = "last"
 
 
 def tonemap_torch(x):
@@ -142,6 +145,11 @@ def checkpoint_path(out: Path) -> Path:
     return out.with_name(out.name.removesuffix(".safetensors") + ".ckpt.safetensors")
 
 
+def best_path(out: Path) -> Path:
+    """Where ``keep: best`` holds the best validation's weights while training runs."""
+    return out.with_name(out.name.removesuffix(".safetensors") + ".best.safetensors")
+
+
 def report_paths(out: Path) -> tuple[Path, Path]:
     stem = out.name.removesuffix(".safetensors")
     return out.with_name(stem + ".report.json"), out.with_name(stem + ".report.md")
@@ -198,6 +206,12 @@ def train(data: Path, out: Path, settings: TrainSettings, *, init: Path | None =
         progress_state = json.loads(state.metadata["progress"])
         first, curve, val_curve = progress_state["iteration"], progress_state["curve"], progress_state["val"]
         log.info("resuming from %s at iteration %d", ckpt, first)
+    best = best_path(out)
+    # The best validation so far (a resumed run finds its weights in the best file).
+    best_iteration, best_psnr = max(((i, p) for i, p in val_curve), key=lambda ip: ip[1], default=(0, -math.inf))
+    if settings.keep == "best" and val_curve and not best.is_file():
+        raise FarmplugError(f"the checkpoint's best weights ({best.name}) are missing; remove the checkpoint to "
+                            "start again", path=ckpt)
 
     def lr_at(i: int) -> float:
         warm = min(1.0, (i + 1) / 50)
@@ -228,6 +242,9 @@ def train(data: Path, out: Path, settings: TrainSettings, *, init: Path | None =
             net.train()
             val_curve.append([done, psnr])
             log.info("iteration %d: loss %.4f, validation PSNR %.2f dB", done, value, psnr)
+            if settings.keep == "best" and psnr > best_psnr:
+                best_iteration, best_psnr = done, psnr
+                save_weights(best, arch, net.state_dict(), hparams=hparams, training={})
         if done % settings.checkpoint_every == 0 and done < settings.iterations:
             _save_checkpoint(ckpt, arch, net, optimizer, settings, data, hparams,
                              {"iteration": done, "curve": curve, "val": val_curve})
@@ -235,6 +252,11 @@ def train(data: Path, out: Path, settings: TrainSettings, *, init: Path | None =
             progress(done, value)
     seconds = time.perf_counter() - started
 
+    kept = settings.iterations
+    if settings.keep == "best" and best_iteration and best_iteration != settings.iterations:
+        net = load_weights(best).module(eval_mode=False)
+        kept = best_iteration
+        log.info("kept the weights of iteration %d (validation PSNR %.2f dB)", kept, best_psnr)
     net.eval()
     metrics = evaluate(_torch_predict(net), val_frames, flip=True)
     summary = {
@@ -252,10 +274,12 @@ def train(data: Path, out: Path, settings: TrainSettings, *, init: Path | None =
         "validation": metrics,
         "train_seconds_this_run": round(seconds, 1),
         "iterations": settings.iterations,
+        "kept_iteration": kept,
     }
     save_weights(out, arch, net.state_dict(), hparams=hparams, version=settings.version, training=summary,
                  command=command)
     ckpt.unlink(missing_ok=True)
+    best.unlink(missing_ok=True)
     report = {**summary, "loss_curve": curve, "validation_psnr_curve": val_curve, "weights": str(out)}
     write_report(out, report)
     return report
@@ -305,6 +329,8 @@ def write_report(out: Path, report: dict) -> None:
         f"- iterations: {report['iterations']}, batch {report['settings']['batch']} x {report['settings']['crop']} px, "
         f"seed {report['settings']['seed']}, {report['train_seconds_this_run']} s (this run)",
         f"- init: {report['init'] or 'random'}",
+        f"- weights kept: iteration {report.get('kept_iteration', report['iterations'])} "
+        f"(keep {report['settings'].get('keep', 'last')})",
         "",
         "| method | PSNR (dB) | HDR-FLIP |",
         "| --- | ---: | ---: |",

@@ -36,6 +36,8 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint-every", type=int, default=100, help="write the resumable checkpoint every N iterations")
     p.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
     p.add_argument("--weights-version", default="1", help="the version written in the weights' metadata")
+    p.add_argument("--keep", choices=("last", "best"), default="last",
+                   help="the weights written: after the last iteration, or of the best validation (early stopping)")
     p.add_argument("--json", action="store_true", help="print the report's figures as JSON")
 
 
@@ -50,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         raise FarmplugError("--iterations and --batch must be >= 1, --crop even and >= 8")
     settings = TrainSettings(iterations=args.iterations, batch=args.batch, crop=args.crop, lr=args.lr, seed=args.seed,
                              val_every=args.val_every, checkpoint_every=args.checkpoint_every, threads=args.threads,
-                             version=args.weights_version)
+                             version=args.weights_version, keep=args.keep)
     command = shlex.join(["farmplug", *getattr(args, "argv", sys.argv[1:])])
     with progress_bar(args.iterations, f"train {args.model}", unit="it") as bar:
         def tick(done: int, loss: float) -> None:

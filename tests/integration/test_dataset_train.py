@@ -81,6 +81,47 @@ def test_training_smoke_writes_weights_report_and_resumes_identically(dataset, t
     assert all(np.allclose(a[k], b[k], atol=1e-6) for k in a)
 
 
+def test_keep_best_writes_the_weights_of_the_best_validation(dataset, tmp_path):
+    """``--keep best``: the written weights are those of the validation with the highest PSNR (their
+    validation PSNR is that one), not the last iteration's; resumed, the best so far survives."""
+    from farmplug.nn.weights import load_weights
+    from farmplug.upscale.dataset import load_shards
+    from farmplug.upscale.train import (
+        TrainSettings,
+        _frames_of,
+        _torch_predict,
+        best_path,
+        evaluate,
+        split_scenes,
+        train,
+    )
+
+    # A learning rate far too high for the network: the validation PSNR wanders, so the best is
+    # (almost surely) not the last; what is checked holds whichever it is.
+    settings = TrainSettings(iterations=8, batch=2, crop=24, val_every=1, checkpoint_every=2, seed=5, lr=0.05,
+                             keep="best")
+    out = tmp_path / "best.safetensors"
+
+    def stop(done, _loss):
+        if done == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(dataset, out, settings, progress=stop)
+    assert best_path(out).is_file()
+    report = train(dataset, out, settings)
+    curve = report["validation_psnr_curve"]
+    assert [i for i, _ in curve] == list(range(1, 9))
+    best_iteration, best_psnr = max(curve, key=lambda ip: ip[1])
+    assert report["kept_iteration"] == best_iteration
+    shards = load_shards(dataset)
+    _train, val = split_scenes(list(shards), settings.val_fraction, settings.seed)
+    psnr = evaluate(_torch_predict(load_weights(out).module()), _frames_of(shards, val))["model"]["psnr"]
+    assert psnr == pytest.approx(best_psnr, abs=1e-4)
+    assert load_weights(out).training["kept_iteration"] == best_iteration
+    assert not best_path(out).exists()
+
+
 @pytest.mark.slow
 def test_shipped_weights_beat_bicubic_on_scenes_never_trained_on(tmp_path):
     """The committed weights on the demo shot and the glossy sequence (not in the procedural training set),
