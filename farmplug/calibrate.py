@@ -938,15 +938,19 @@ def _measurement_key(setup: CalibrationSetup, candidate: CandidateSetup, graph: 
 
     from farmplug import __version__
 
-    tasks = [t for t in graph.tasks if t.layer.startswith(candidate.layer_prefix)]
-    tasks += [graph.task(t) for t in candidate.shared_tasks]
-    tasks += [graph.task(t) for t in setup.reference_tasks]
+    tasks = _candidate_tasks(graph, candidate) + [graph.task(t) for t in setup.reference_tasks]
     records = [(t.id, r.key, r.started_at, r.finished_at) for t, r in _records(graph, tasks)]
     plan = Path(candidate.plan_file).read_bytes()
     payload = {"farmplug": __version__, "candidate": candidate.model_dump(mode="json"),
                "plan": hashlib.sha256(plan).hexdigest(), "check_frames": list(setup.check_frames),
                "reference": setup.reference_pattern, "records": records}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _candidate_tasks(graph: JobGraph, candidate: CandidateSetup) -> list[Task]:
+    """The tasks a candidate's measurement reads: its own, and the other candidates' it shares."""
+    tasks = [t for t in graph.tasks if t.layer.startswith(candidate.layer_prefix)]
+    return tasks + [graph.task(t) for t in candidate.shared_tasks]
 
 
 def _measured(setup: CalibrationSetup, candidate: CandidateSetup, graph: JobGraph, shot: Shot,
@@ -1022,8 +1026,7 @@ def _measure_candidate(setup: CalibrationSetup, candidate: CandidateSetup, graph
 
     plan, _shot, _ = load_plan(candidate.plan_file)
     name, out_dir = candidate.name, Path(setup.out_dir)
-    tasks = [t for t in graph.tasks if t.layer.startswith(candidate.layer_prefix)]
-    tasks += [graph.task(t) for t in candidate.shared_tasks]
+    tasks = _candidate_tasks(graph, candidate)
     records = _records(graph, tasks)
     verdicts = {}
     for task in tasks:
