@@ -26,7 +26,6 @@ from farmplug.timing import read_timing
 torch = pytest.importorskip("torch", reason="torch not installed")
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime not installed (pip install farmplug[models])")
 
-TINY = {"features": 8, "blocks": 1, "head_features": 8}
 HAS_TRT = "TensorrtExecutionProvider" in ort.get_available_providers()
 without_trt = pytest.mark.skipif(HAS_TRT, reason="TensorRT is here: the engine is built, nothing to refuse")
 needs_trt = pytest.mark.skipif(not HAS_TRT, reason="ONNX Runtime has no TensorRT execution provider here "
@@ -35,19 +34,6 @@ needs_trt = pytest.mark.skipif(not HAS_TRT, reason="ONNX Runtime has no TensorRT
 BIN = Path(sys.executable).parent
 OPENJD = shutil.which("openjd", path=str(BIN)) or shutil.which("openjd")
 WORKER_FARMPLUG = shutil.which("farmplug", path=str(BIN))
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    from farmplug.nn.registry import architecture
-    from farmplug.nn.weights import save_weights
-
-    torch.manual_seed(0)
-    arch = architecture("guided-sr-2x")
-    net = arch.build(**TINY)
-    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    save_weights(path, arch, net.state_dict(), hparams=TINY, command="test")
-    return path
 
 
 @pytest.fixture

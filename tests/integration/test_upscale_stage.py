@@ -20,20 +20,6 @@ from farmplug.imageio import Frame, Part, read_frame, write_frame
 torch = pytest.importorskip("torch", reason="torch not installed")
 pytest.importorskip("onnxruntime", reason="onnxruntime not installed (pip install farmplug[models])")
 
-TINY = {"features": 8, "blocks": 1, "head_features": 8}
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    from farmplug.nn.registry import architecture
-    from farmplug.nn.weights import save_weights
-
-    torch.manual_seed(0)
-    arch = architecture("guided-sr-2x")
-    net = arch.build(**TINY)
-    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    save_weights(path, arch, net.state_dict(), hparams=TINY, command="test")
-    return path
 
 
 @pytest.fixture(scope="module")
