@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -119,12 +120,23 @@ def _add_task_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-timing", action="store_true", help="do not write a timing record")
 
 
-def tile_shape(text: str) -> tuple[int, int]:
-    """``"1080x1080"`` -> ``(1080, 1080)`` (width, height); argparse reports anything else as a usage error."""
-    width, sep, height = text.strip().lower().partition("x")
-    if not sep or not width.isdigit() or not height.isdigit() or int(width) < 1 or int(height) < 1:
-        raise argparse.ArgumentTypeError(f"not a tile shape WIDTHxHEIGHT: {text!r}")
-    return int(width), int(height)
+_WIDTH_HEIGHT = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
+
+
+def width_by_height(what: str) -> Callable[[str], tuple[int, int]]:
+    """An argparse type for ``WIDTHxHEIGHT`` (``"1920x1080"`` -> ``(1920, 1080)``, both at least 1);
+    anything else is a usage error naming ``what`` it should have been."""
+
+    def parse(text: str) -> tuple[int, int]:
+        match = _WIDTH_HEIGHT.match(text)
+        if not match or int(match[1]) < 1 or int(match[2]) < 1:
+            raise argparse.ArgumentTypeError(f"not a {what} WIDTHxHEIGHT: {text!r}")
+        return int(match[1]), int(match[2])
+
+    return parse
+
+
+tile_shape = width_by_height("tile shape")
 
 
 def _field_option(annotation: Any) -> dict[str, Any]:

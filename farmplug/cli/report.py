@@ -9,22 +9,13 @@ show size when one is asked for.
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 
 from farmplug.cli.common import print_headline, print_json
 from farmplug.errors import FarmplugError
-from farmplug.worker import add_common, help_formatter
+from farmplug.worker import add_common, help_formatter, width_by_height
 
-_RESOLUTION = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
-
-
-def resolution(text: str) -> tuple[int, int]:
-    """``"1920x1080"`` -> ``(1920, 1080)``; argparse reports anything else as a usage error."""
-    match = _RESOLUTION.match(text)
-    if not match or int(match[1]) < 1 or int(match[2]) < 1:
-        raise argparse.ArgumentTypeError(f"not a resolution WIDTHxHEIGHT: {text!r}")
-    return int(match[1]), int(match[2])
+resolution = width_by_height("resolution")
 
 
 def frame_count(text: str) -> int:
