@@ -986,17 +986,22 @@ def _records(graph: JobGraph, tasks: Sequence[Task]) -> list[tuple[Task, TimingR
 
 def flicker_of(reference_pattern: str, result_pattern: str, pairs: Sequence[int]) -> list[float]:
     """Temporal instability of the results of each pair ``(t - 1, t)`` (``t`` in ``pairs``)
-    against the references, reprojected along the results' Vector pass where they carry one."""
+    against the references, reprojected along the references' Vector pass where they carry one
+    (a plan with a flicker target renders them with it), else not reprojected.
+
+    The vectors are the references', never a result's: a candidate whose frames carry a Vector
+    pass (the temporal denoiser's) and one whose frames do not are then scored the same way.
+    """
     from farmplug.imageio import read_frame
     from farmplug.quality import temporal_instability
     from farmplug.render.base import frame_path
 
     scores = []
     for t in pairs:
-        results = [read_frame(frame_path(result_pattern, f)) for f in (t - 1, t)]
-        refs = [read_frame(frame_path(reference_pattern, f)).feature("color") for f in (t - 1, t)]
-        motion = [r.feature("motion") for r in results] if all(r.has("motion") for r in results) else None
-        scores.append(temporal_instability([r.feature("color") for r in results], refs, motion=motion).mean)
+        results = [read_frame(frame_path(result_pattern, f)).feature("color") for f in (t - 1, t)]
+        refs = [read_frame(frame_path(reference_pattern, f)) for f in (t - 1, t)]
+        motion = [r.feature("motion") for r in refs] if all(r.has("motion") for r in refs) else None
+        scores.append(temporal_instability(results, [r.feature("color") for r in refs], motion=motion).mean)
     return scores
 
 

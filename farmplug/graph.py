@@ -407,9 +407,12 @@ def compile_plan(plan: Plan, shot: Shot, *, plan_file: Path, shot_file: Path, ru
                 inputs=[plan_abs, scene, verdicts],
             ))
 
-    # Full-quality reference renders of the check frames: the evidence behind the report.
+    # Full-quality reference renders of the check frames: the evidence behind the report. With a
+    # flicker target they carry the Vector pass: every candidate's flicker is then reprojected
+    # along the same vectors, whatever passes its own frames carry.
+    reference_passes = frozenset({"motion"}) if plan.quality_target.flicker_max is not None else frozenset()
     for frames in chunk(sorted(plan.check_frames), plan.chunk_size):
-        tasks.append(render_task("reference", "reference", frames, shot.samples, layout.reference, frozenset()))
+        tasks.append(render_task("reference", "reference", frames, shot.samples, layout.reference, reference_passes))
 
     return JobGraph(
         name=shot.name, run_dir=str(run_dir), plan_file=plan_abs, shot_file=str(Path(shot_file).absolute()), tasks=tasks,

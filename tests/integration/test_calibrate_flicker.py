@@ -35,6 +35,11 @@ def test_calibration_measures_flicker_on_pairs_and_the_report_shows_it(tiny_scen
         assert measured["x1-16_denoise-temporal"]["stages"] == ["denoise:temporal"]
     plan = yaml.safe_load((out / "plan.yaml").read_text())
     assert plan["quality_target"]["flicker_max"] == 0.5 and plan["check_frames"] == [2, 3]
+    # The references carry the Vector pass every candidate's flicker is reprojected along.
+    from farmplug.imageio import read_frame
+
+    assert all(read_frame(p).has("motion") for p in sorted((run_dir / "work" / "reference").glob("*.exr")))
+    assert len(list((run_dir / "work" / "reference").glob("*.exr"))) == 2
     assert main(["submit", str(out / "plan.yaml"), "--run-dir", str(run_dir)]) == 0
     report = json.loads((run_dir / "report.json").read_text())
     quality = report["quality"]

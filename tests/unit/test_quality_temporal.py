@@ -148,3 +148,43 @@ def test_non_finite_results_count_as_change_without_crashing():
     results[1][0, 0] = np.nan
     score = temporal_instability(results, refs)
     assert np.isfinite(score.mean) and score.mean > 0
+
+
+def test_calibration_scores_every_candidate_along_the_references_vectors(tmp_path):
+    """Calibration's flicker (``farmplug.calibrate.flicker_of``) reprojects along the references'
+    Vector pass: a candidate whose frames carry no Vector pass and one whose frames carry a wrong
+    one score alike, and both see a pure pan as no flicker."""
+    import OpenImageIO as oiio
+
+    from farmplug.calibrate import flicker_of
+    from farmplug.imageio import Frame, Part, write_frame
+
+    h, w, dx, n = 12, 40, 2, 2
+    xs = np.arange(w + n * dx, dtype=np.float32)
+    texture = 1.0 + 0.8 * np.sin(xs * 0.9)
+    blurred = np.convolve(texture, np.ones(3) / 3, mode="same").astype(np.float32)
+
+    def color(row, t):
+        line = row[n * dx - t * dx : n * dx - t * dx + w]
+        return np.repeat(np.repeat(line[None, :, None], h, axis=0), 3, axis=2)
+
+    def write(pattern: str, t: int, rgb: np.ndarray, vectors: np.ndarray | None) -> None:
+        names = ["ViewLayer.Combined.R", "ViewLayer.Combined.G", "ViewLayer.Combined.B"]
+        layers = [rgb]
+        if vectors is not None:
+            names += [f"ViewLayer.Vector.{c}" for c in "XYZW"]
+            layers.append(vectors)
+        spec = oiio.ImageSpec(w, h, len(names), oiio.FLOAT)
+        spec.channelnames = tuple(names)
+        write_frame(tmp_path / pattern.format(t), Frame((Part(spec, np.concatenate(layers, axis=-1)),)))
+
+    right, wrong = _pan_vectors(n, h, w, dx), _pan_vectors(n, h, w, -3 * dx)
+    for t in range(1, n + 1):
+        write("ref.{:04d}.exr", t, color(texture, t - 1), right[t - 1])
+        write("plain.{:04d}.exr", t, color(blurred, t - 1), None)
+        write("vectors.{:04d}.exr", t, color(blurred, t - 1), wrong[t - 1])
+    ref = str(tmp_path / "ref.####.exr")
+    plain = flicker_of(ref, str(tmp_path / "plain.####.exr"), [2])
+    carried = flicker_of(ref, str(tmp_path / "vectors.####.exr"), [2])
+    assert plain == carried
+    assert plain[0] < 1e-5
