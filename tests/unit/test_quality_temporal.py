@@ -66,10 +66,9 @@ def test_one_bad_pair_shows_in_its_pair_only():
     assert score.mean == pytest.approx(TM_ONE / 3, abs=1e-6)
 
 
-def test_a_pure_camera_pan_is_not_flicker_once_warped():
-    """An error that moves with the image (a blurred texture, panning 2 px a frame) changes every
-    pixel from frame to frame, so the plain metric sees it; along the vectors it is the same error."""
-    h, w, dx, n = 12, 40, 2, 4
+def _panned_texture(n, h, w, dx):
+    """``n`` frames of a texture panning ``dx`` pixels right per frame, and of the same texture
+    blurred (an error that moves with the image): ``(references, results)``."""
     xs = np.arange(w + n * dx, dtype=np.float32)
     texture = 1.0 + 0.8 * np.sin(xs * 0.9)
     blurred = np.convolve(texture, np.ones(3) / 3, mode="same").astype(np.float32)
@@ -79,8 +78,14 @@ def test_a_pure_camera_pan_is_not_flicker_once_warped():
         line = row[n * dx - t * dx : n * dx - t * dx + w]
         return np.repeat(np.repeat(line[None, :, None], h, axis=0), 3, axis=2)
 
-    refs = [frame(texture, t) for t in range(n)]
-    results = [frame(blurred, t) for t in range(n)]
+    return [frame(texture, t) for t in range(n)], [frame(blurred, t) for t in range(n)]
+
+
+def test_a_pure_camera_pan_is_not_flicker_once_warped():
+    """An error that moves with the image (a blurred texture, panning 2 px a frame) changes every
+    pixel from frame to frame, so the plain metric sees it; along the vectors it is the same error."""
+    h, w, dx, n = 12, 40, 2, 4
+    refs, results = _panned_texture(n, h, w, dx)
     plain = temporal_instability(results, refs)
     warped = temporal_instability(results, refs, motion=_pan_vectors(n, h, w, dx))
     assert warped.warped
@@ -160,13 +165,7 @@ def test_calibration_scores_every_candidate_along_the_references_vectors(tmp_pat
     from farmplug.imageio import Frame, Part, write_frame
 
     h, w, dx, n = 12, 40, 2, 2
-    xs = np.arange(w + n * dx, dtype=np.float32)
-    texture = 1.0 + 0.8 * np.sin(xs * 0.9)
-    blurred = np.convolve(texture, np.ones(3) / 3, mode="same").astype(np.float32)
-
-    def color(row, t):
-        line = row[n * dx - t * dx : n * dx - t * dx + w]
-        return np.repeat(np.repeat(line[None, :, None], h, axis=0), 3, axis=2)
+    refs, results = _panned_texture(n, h, w, dx)
 
     def write(pattern: str, t: int, rgb: np.ndarray, vectors: np.ndarray | None) -> None:
         names = ["ViewLayer.Combined.R", "ViewLayer.Combined.G", "ViewLayer.Combined.B"]
@@ -180,9 +179,9 @@ def test_calibration_scores_every_candidate_along_the_references_vectors(tmp_pat
 
     right, wrong = _pan_vectors(n, h, w, dx), _pan_vectors(n, h, w, -3 * dx)
     for t in range(1, n + 1):
-        write("ref.{:04d}.exr", t, color(texture, t - 1), right[t - 1])
-        write("plain.{:04d}.exr", t, color(blurred, t - 1), None)
-        write("vectors.{:04d}.exr", t, color(blurred, t - 1), wrong[t - 1])
+        write("ref.{:04d}.exr", t, refs[t - 1], right[t - 1])
+        write("plain.{:04d}.exr", t, results[t - 1], None)
+        write("vectors.{:04d}.exr", t, results[t - 1], wrong[t - 1])
     ref = str(tmp_path / "ref.####.exr")
     plain = flicker_of(ref, str(tmp_path / "plain.####.exr"), [2])
     carried = flicker_of(ref, str(tmp_path / "vectors.####.exr"), [2])
