@@ -46,6 +46,16 @@ def test_dataset_has_its_manifest_and_resumes(dataset, capsys):
     assert "made with other settings" in capsys.readouterr().err
 
 
+def stopped_after(train, iteration: int, *args) -> None:
+    """Run ``train(*args)`` and stop it (as Ctrl-C would) once ``iteration`` is done."""
+    def stop(done, _loss):
+        if done == iteration:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(*args, progress=stop)
+
+
 def test_training_smoke_writes_weights_report_and_resumes_identically(dataset, tmp_path):
     """A few iterations: weights with their metadata, the report, and a resumed run equal to an unbroken one."""
     from farmplug.nn.weights import load_weights
@@ -68,13 +78,7 @@ def test_training_smoke_writes_weights_report_and_resumes_identically(dataset, t
     # Stopped after iteration 4 (the checkpoint holds iteration 3), then run again.
     settings = TrainSettings(iterations=6, batch=2, crop=24, val_every=3, checkpoint_every=3, seed=5)
     resumed = tmp_path / "r.safetensors"
-
-    def stop(done, _loss):
-        if done == 4:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train(dataset, resumed, settings, progress=stop)
+    stopped_after(train, 4, dataset, resumed, settings)
     assert checkpoint_path(resumed).is_file()
     train(dataset, resumed, settings)
     a, b = load_weights(out).tensors, load_weights(resumed).tensors
@@ -101,13 +105,7 @@ def test_keep_best_writes_the_weights_of_the_best_validation(dataset, tmp_path):
     settings = TrainSettings(iterations=8, batch=2, crop=24, val_every=1, checkpoint_every=2, seed=5, lr=0.05,
                              keep="best")
     out = tmp_path / "best.safetensors"
-
-    def stop(done, _loss):
-        if done == 5:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train(dataset, out, settings, progress=stop)
+    stopped_after(train, 5, dataset, out, settings)
     assert best_path(out).is_file()
     report = train(dataset, out, settings)
     curve = report["validation_psnr_curve"]
